@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Process entry: the only place that reads process.argv/env and calls process.exit.
+import { EventEmitter } from 'node:events';
+import { runCli } from './cli/index.js';
+
+const signals = new EventEmitter();
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => signals.emit(sig));
+
+const code = await runCli(process.argv.slice(2), {
+  env: process.env,
+  cwd: process.cwd(),
+  stdout: process.stdout,
+  stderr: process.stderr,
+  signals,
+}).catch((e: unknown) => {
+  process.stderr.write(`Error: ${e instanceof Error ? e.message : String(e)}\n`);
+  return 255;
+});
+// Let stdout drain before exiting (pipes are asynchronous).
+process.stdout.write('', () => process.exit(code));
