@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs (npm packages, real Envoy, iptables,
+# the Go pilot-agent and istiod built from the Go module proxy; peers are cached outside the clone),
+# then typecheck + lint + build, then every test (unit, component, integration against real peers,
+# conformance against Istio's goldens). Tests run one file at a time: several share the pod ports.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+bash scripts/peers.sh all
+eval "$(bash scripts/peers.sh env | sed 's/^/export /')"
+
+echo "== typecheck and build"
+rm -rf build
+npx tsc -p tsconfig.json
+chmod +x build/src/main.js
+echo "== lint"
+npx eslint .
+
+echo "== tests"
+# unit and component tests live next to the code (build/src), integration tests under build/test
+node --enable-source-maps --test --test-concurrency=1 --test-reporter=spec build/src build/test

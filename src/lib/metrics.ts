@@ -1,0 +1,81 @@
+// The agent's own Prometheus metrics. One registry per agent (never prom-client's global one), exposed only
+// through the status server's merged `/stats/prometheus`. Names are exactly pilot-agent's (its OTel exporter
+// adds the `istio_agent_` prefix and no `_total` suffix of its own), plus a few of ours for hot restart.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const AGENT_METRIC_PREFIX = 'istio_agent_';
+
+/** Label values of `istio_agent_scrape_failures_total{type}`. */
+export type ScrapeType = 'envoy' | 'application' | 'agent';
+
+export interface AgentMetrics {
+  readonly registry: Registry;
+  /** `istio_agent_startup_duration_seconds`: process start to the first full Envoy readiness. */
+  readonly startupDurationSeconds: Gauge;
+  /** `istio_agent_scrapes_total`. */
+  readonly scrapesTotal: Counter;
+  /** `istio_agent_scrape_failures_total{type}`. */
+  readonly scrapeFailuresTotal: Counter<'type'>;
+  /** `istio_agent_istiod_connection_failures`. */
+  readonly istiodConnectionFailures: Counter;
+  /** `istio_agent_istiod_connection_terminations{type="cancelled"|"error"}`. */
+  readonly istiodConnectionTerminations: Counter<'type'>;
+  /** `istio_agent_envoy_connection_terminations{type}`. */
+  readonly envoyConnectionTerminations: Counter<'type'>;
+  /** `istio_agent_xds_proxy_requests`. */
+  readonly xdsProxyRequests: Counter;
+  /** `istio_agent_xds_proxy_responses`. */
+  readonly xdsProxyResponses: Counter;
+  /** Ours: `istio_agent_envoy_restarts_total{reason}` (hot restart or crash restart). */
+  readonly envoyRestartsTotal: Counter<'reason'>;
+  /** Ours: `istio_agent_config_rejections_total{source}` (a bootstrap input change that was rejected). */
+  readonly configRejectionsTotal: Counter<'source'>;
+}
+
+export interface AgentMetricsOptions {
+  /** Register Node process collectors as `istio_agent_process_*` / `istio_agent_nodejs_*` (default true). */
+  readonly processMetrics?: boolean;
+}
+
+/** A fresh, empty registry for agent metrics. */
+export function createAgentRegistry(): Registry {
+  return new Registry();
+}
+
+/** Creates a registry holding every agent metric and returns typed handles to them. */
+export function createAgentMetrics(opts: AgentMetricsOptions = {}): AgentMetrics {
+  const registry = createAgentRegistry();
+  const p = AGENT_METRIC_PREFIX;
+  const counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
+    new Counter<L>({ name: p + name, help, labelNames, registers: [registry] });
+  if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: p });
+  return {
+    registry,
+    startupDurationSeconds: new Gauge({
+      name: `${p}startup_duration_seconds`,
+      help: 'The time from the process starting to being marked ready.',
+      registers: [registry],
+    }),
+    scrapesTotal: counter('scrapes_total', 'The total number of scrapes.'),
+    scrapeFailuresTotal: counter('scrape_failures_total', 'The total number of failed scrapes.', ['type']),
+    istiodConnectionFailures: counter('istiod_connection_failures', 'The total number of connection failures to Istiod'),
+    istiodConnectionTerminations: counter(
+      'istiod_connection_terminations',
+      'The total number of connection errors to Istiod',
+      ['type'],
+    ),
+    envoyConnectionTerminations: counter(
+      'envoy_connection_terminations',
+      'The total number of connection errors from envoy',
+      ['type'],
+    ),
+    xdsProxyRequests: counter('xds_proxy_requests', 'The total number of Xds Proxy Requests'),
+    xdsProxyResponses: counter('xds_proxy_responses', 'The total number of Xds Proxy Responses'),
+    envoyRestartsTotal: counter('envoy_restarts_total', 'The total number of Envoy restarts by the agent, by reason.', ['reason']),
+    configRejectionsTotal: counter(
+      'config_rejections_total',
+      'The total number of rejected bootstrap configuration changes, by source.',
+      ['source'],
+    ),
+  };
+}

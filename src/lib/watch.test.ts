@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rename, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { watchFiles } from './watch.js';
+
+function nextChange(): { fire: (c: string[]) => void; wait: (ms: number) => Promise<string[] | 'timeout'> } {
+  let pending: string[] | undefined;
+  let resolveFn: ((v: string[]) => void) | undefined;
+  return {
+    fire: (c) => (resolveFn ? (resolveFn(c), (resolveFn = undefined)) : (pending = c)),
+    wait: (ms) =>
+      new Promise((res) => {
+        if (pending) {
+          res(pending);
+          pending = undefined;
+          return;
+        }
+        const t = setTimeout(() => res('timeout'), ms);
+        resolveFn = (v) => {
+          clearTimeout(t);
+          res(v);
+        };
+      }),
+  };
+}
+
+test('reports content changes, ignores touches with equal content, follows Kubernetes ..data swaps', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'watch-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'annotations');
+  await writeFile(file, 'a="1"\n');
+  // downward-API layout: pod/labels -> ..data/labels, ..data -> ..2026_1
+  const pod = join(dir, 'pod');
+  await mkdir(join(pod, '..v1'), { recursive: true });
+  await writeFile(join(pod, '..v1', 'labels'), 'app="x"\n');
+  await symlink('..v1', join(pod, '..data'));
+  await symlink('..data/labels', join(pod, 'labels'));
+  const ch = nextChange();
+  const w = await watchFiles([file, join(pod, 'labels')], ch.fire, { debounceMs: 30 });
+  t.after(() => w.close());
+
+  await writeFile(file, 'a="1"\n');
+  assert.equal(await ch.wait(400), 'timeout');
+  await writeFile(file, 'a="2"\n');
+  assert.deepEqual(await ch.wait(3000), [file]);
+
+  await mkdir(join(pod, '..v2'));
+  await writeFile(join(pod, '..v2', 'labels'), 'app="y"\n');
+  await symlink('..v2', join(pod, '..data_tmp'));
+  await rename(join(pod, '..data_tmp'), join(pod, '..data'));
+  assert.deepEqual(await ch.wait(3000), [join(pod, 'labels')]);
+});
