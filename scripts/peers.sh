@@ -9,9 +9,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${MESHAGENT_CACHE:-$HOME/.cache/meshagent}
 ENVOY_VERSION=1.40.0
-# The Go module proxy serves istio.io/istio only at a few pseudo-versions. This one is the
-# release-1.30 branch on 2026-08-26 (istio.io/api v1.30.4-0...), the closest to 1.30.3 that it serves.
-ISTIO_MODULE_VERSION=v0.0.0-20260826214018-9739e10eb9d7
+# Istio is built from our own Go module test/peers/istio (see docs/real-peers.md). Its go.mod pins
+# istio.io/istio; the Go module proxy serves it only at a few pseudo-versions, and this one is the
+# release-1.30 branch on 2026-08-26, just after 1.30.3.
+ISTIO_MODULE_DIR=$ROOT/test/peers/istio
+ISTIO_MODULE_VERSION=$(awk '$1 == "require" && $2 == "istio.io/istio" { print $3 } $1 == "istio.io/istio" { print $2 }' "$ISTIO_MODULE_DIR/go.mod")
+# What `version` reports: the branch is release-1.30 after the 1.30.3 tag, with some dependencies
+# replaced by served neighbours (hence buildStatus=Modified).
+ISTIO_BUILD_VERSION=1.30.3
+ISTIO_GIT_REVISION=${ISTIO_MODULE_VERSION##*-}
 ENVOY_DIR=$CACHE/envoy-$ENVOY_VERSION
 ISTIO_DIR=$CACHE/istio-$ISTIO_MODULE_VERSION
 
@@ -31,24 +37,67 @@ install_envoy() {
   "$ENVOY_DIR/envoy" --version >&2
 }
 
+# Hash of the inputs of one binary (globs relative to the module), so edits to our module rebuild it.
+istio_inputs() {
+  # shellcheck disable=SC2068 # the globs expand inside the module directory
+  (cd "$ISTIO_MODULE_DIR" && cat go.mod go.sum $@ && echo "$ISTIO_BUILD_VERSION") | sha256sum | cut -d' ' -f1
+}
+
 install_istio() {
-  if [ -x "$ISTIO_DIR/pilot-agent" ] && [ -x "$ISTIO_DIR/istiod-local" ]; then return 0; fi
+  [ -n "$ISTIO_MODULE_VERSION" ] || { log "no istio.io/istio requirement in $ISTIO_MODULE_DIR/go.mod"; return 1; }
+  local agent_in istiod_in
+  agent_in=$(istio_inputs)
+  istiod_in=$(istio_inputs 'cmd/istiod-local/*.go' '_istiod-patch/agentgateway/*.go')
+  if [ -x "$ISTIO_DIR/pilot-agent" ] && [ "$(cat "$ISTIO_DIR/pilot-agent.inputs" 2>/dev/null)" = "$agent_in" ] &&
+     [ -x "$ISTIO_DIR/istiod-local" ] && [ "$(cat "$ISTIO_DIR/istiod-local.inputs" 2>/dev/null)" = "$istiod_in" ] &&
+     [ -f "$ISTIO_DIR/envoy_bootstrap_tmpl.json" ]; then
+    return 0
+  fi
   command -v go >/dev/null || { log "go is required to build the Go pilot-agent"; return 1; }
   mkdir -p "$ISTIO_DIR"
   export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath
-  if [ ! -x "$ISTIO_DIR/pilot-agent" ]; then
+  local pv=istio.io/istio/pkg/version ldflags
+  ldflags="-s -w -X $pv.buildVersion=$ISTIO_BUILD_VERSION -X $pv.buildTag=$ISTIO_BUILD_VERSION -X $pv.buildStatus=Modified"
+  ldflags+=" -X $pv.buildGitRevision=$ISTIO_GIT_REVISION -X $pv.buildOS=$(go env GOOS) -X $pv.buildArch=$(go env GOARCH)"
+  local src
+  src=$(cd "$ISTIO_MODULE_DIR" && go mod download -json "istio.io/istio@$ISTIO_MODULE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || { log "could not download istio.io/istio@$ISTIO_MODULE_VERSION"; return 1; }
+
+  if [ ! -x "$ISTIO_DIR/pilot-agent" ] || [ "$(cat "$ISTIO_DIR/pilot-agent.inputs" 2>/dev/null)" != "$agent_in" ]; then
     log "building pilot-agent (istio.io/istio@$ISTIO_MODULE_VERSION); a cold build takes 10-25 minutes"
-    GOBIN="$ISTIO_DIR" go install "istio.io/istio/pilot/cmd/pilot-agent@$ISTIO_MODULE_VERSION"
+    rm -f "$ISTIO_DIR/pilot-agent.inputs"
+    # release build tags of the agent (Istio's Makefile AGENT_TAGS)
+    (cd "$ISTIO_MODULE_DIR" && go build -tags agent,disable_pgv,grpcnotrace,retrynotrace -ldflags "$ldflags" \
+      -o "$ISTIO_DIR/pilot-agent.tmp" istio.io/istio/pilot/cmd/pilot-agent)
+    mv "$ISTIO_DIR/pilot-agent.tmp" "$ISTIO_DIR/pilot-agent"
+    echo "$agent_in" > "$ISTIO_DIR/pilot-agent.inputs"
   fi
-  if [ ! -x "$ISTIO_DIR/istiod-local" ]; then
+
+  if [ ! -x "$ISTIO_DIR/istiod-local" ] || [ "$(cat "$ISTIO_DIR/istiod-local.inputs" 2>/dev/null)" != "$istiod_in" ]; then
     log "building istiod-local (our launcher around istio.io/istio's pilot bootstrap)"
-    (cd "$ROOT/test/peers/istiod-local" && go build -o "$ISTIO_DIR/istiod-local" .)
+    rm -f "$ISTIO_DIR/istiod-local.inputs"
+    # The module cache is read-only and `go build -overlay` refuses files under it, so istiod-local
+    # is built against a copy of istio.io/istio whose agentgateway controller package (it imports
+    # github.com/agentgateway/agentgateway/api, which the proxy does not serve) is replaced by our
+    # stand-in. Off by default (PILOT_ENABLE_AGENTGATEWAY=false), so istiod behaves the same.
+    local b=$ISTIO_DIR/istiod-build
+    rm -rf "$b"; mkdir -p "$b"
+    cp -r "$src" "$b/istio"; chmod -R u+w "$b/istio"
+    rm -f "$b/istio/pilot/pkg/config/kube/agentgateway/"*.go
+    cp "$ISTIO_MODULE_DIR/_istiod-patch/agentgateway/"*.go "$b/istio/pilot/pkg/config/kube/agentgateway/"
+    cp "$ISTIO_MODULE_DIR/go.mod" "$b/go.istiod.mod"; cp "$ISTIO_MODULE_DIR/go.sum" "$b/go.istiod.sum"
+    printf '\nreplace istio.io/istio => %s/istio\n' "$b" >> "$b/go.istiod.mod"
+    # istiod's release build tags (Istio's Makefile STANDARD_TAGS)
+    (cd "$ISTIO_MODULE_DIR" && go build -modfile="$b/go.istiod.mod" -tags vtprotobuf,disable_pgv -ldflags "$ldflags" \
+      -o "$ISTIO_DIR/istiod-local.tmp" ./cmd/istiod-local)
+    mv "$ISTIO_DIR/istiod-local.tmp" "$ISTIO_DIR/istiod-local"
+    rm -rf "$b"
+    echo "$istiod_in" > "$ISTIO_DIR/istiod-local.inputs"
   fi
   # the bootstrap template both agents render, from the same module version (read-only module cache)
-  local src
-  src=$(go env GOMODCACHE)/istio.io/istio@$ISTIO_MODULE_VERSION
   cp "$src/tools/packaging/common/envoy_bootstrap.json" "$ISTIO_DIR/envoy_bootstrap_tmpl.json"
   chmod 0644 "$ISTIO_DIR/envoy_bootstrap_tmpl.json"
+  "$ISTIO_DIR/pilot-agent" version -s >&2
 }
 
 install_iptables() {

@@ -21,4 +21,5 @@ npx eslint .
 
 echo "== tests"
 # unit and component tests live next to the code (build/src), integration tests under build/test
-node --enable-source-maps --test --test-concurrency=1 --test-reporter=spec build/src build/test
+mapfile -t files < <(find build/src build/test -name '*.test.js' | sort)
+node --enable-source-maps --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

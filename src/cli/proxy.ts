@@ -1,5 +1,54 @@
+// `agent proxy [sidecar|router|...]`: a thin caller. Configuration lives in src/config, the bootstrap in
+// src/bootstrap.
 import type { CliContext, ExitCode } from './context.js';
-export async function runProxy(_args: readonly string[], ctx: CliContext): Promise<ExitCode> {
-  ctx.stderr.write('Error: proxy: not yet wired\n');
-  return 255;
+import { flagHelp } from './flags.js';
+import { PROXY_FLAGS } from './proxy-flags.js';
+import { loadProxyCommand } from '../config/load.js';
+import { generateBootstrap, probeBootstrapRuntime, writeGrpcBootstrap } from '../bootstrap/index.js';
+import { ConfigError, errorMessage } from '../lib/errors.js';
+import { runAgent } from '../agent/index.js';
+import { PassThrough } from 'node:stream';
+
+export function proxyHelp(): string {
+  return ['XDS proxy agent', '', 'Usage:', '  agent proxy [sidecar|router|waypoint|ztunnel|agentgateway] [flags]', '', 'Flags:', flagHelp(PROXY_FLAGS), ''].join('\n');
+}
+
+export async function runProxy(args: readonly string[], ctx: CliContext): Promise<ExitCode> {
+  if (args.includes('--help') || args.includes('-h')) {
+    ctx.stdout.write(proxyHelp());
+    return 0;
+  }
+  let loaded;
+  try {
+    loaded = await loadProxyCommand(args, ctx);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      ctx.stderr.write(`Error: failed to get proxy config: ${e.message}\n`);
+      return 255;
+    }
+    throw e;
+  }
+  const { config, log } = loaded;
+  if (config.bootstrapOnly) {
+    try {
+      const runtime = await probeBootstrapRuntime(config);
+      const grpc = await writeGrpcBootstrap(config, runtime);
+      log.info(`gRPC bootstrap written to ${grpc}`);
+      const out = await generateBootstrap(config, log, runtime);
+      log.info(out.generated ? `Envoy bootstrap written to ${out.path}` : `Envoy bootstrap is the custom config file ${out.path}`);
+      return 0;
+    } catch (e) {
+      log.error(`failed to generate bootstrap: ${errorMessage(e)}`);
+      ctx.stderr.write(`Error: failed to generate bootstrap config: ${errorMessage(e)}\n`);
+      return 255;
+    }
+  }
+  const quiet: CliContext = { ...ctx, stdout: new PassThrough().resume(), stderr: new PassThrough().resume() };
+  return runAgent({
+    config,
+    log,
+    ctx,
+    reload: async () => (await loadProxyCommand(args, quiet)).config,
+    processStartMs: Date.now() - process.uptime() * 1000,
+  });
 }

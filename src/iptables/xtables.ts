@@ -2,7 +2,6 @@
 // family, a dry-run recorder (pilot-agent's recording stub, same transcript), and the real executor.
 
 import { closeSync, openSync, writeSync, constants as fsc } from 'node:fs';
-import { execa } from 'execa';
 import { AgentError } from '../lib/errors.js';
 
 export type XtCmd = 'iptables' | 'save' | 'restore';
@@ -130,6 +129,16 @@ function versionLess(a: readonly number[], b: readonly number[]): boolean {
   return false;
 }
 
+/**
+ * Whether a save dump holds rules. pilot-agent counts lines (>= 3), but its own probe (add + delete of a
+ * no-op rule) leaves an empty legacy `nat` table that already prints 8 lines, so a second run in the same
+ * namespace would switch to the legacy backend and apply everything again there. Counting only rules and
+ * user-defined chains keeps the intent (prefer the variant that already has rules) without that flip.
+ */
+export function hasRealRules(dump: string): boolean {
+  return dump.split('\n').some((l) => l.startsWith('-A ') || (l.startsWith(':') && !/^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) /.test(l)));
+}
+
 /** Legacy iptables >= 1.6.2 takes the xtables lock: write commands get `--wait=30`. */
 export function needsLock(b: XtBinaries): boolean {
   return b.legacy && !versionLess(b.version, [1, 6, 2]);
@@ -140,6 +149,7 @@ export class RealXtables implements Xtables {
   constructor(private readonly opts: RealXtablesOptions) {}
 
   private async exec(bin: string, args: readonly string[], stdin?: string, extraEnv: Record<string, string> = {}) {
+    const { execa } = await import('execa'); // loaded on first use: dry runs never need it
     return execa(bin, args, {
       input: stdin,
       reject: false,
@@ -172,8 +182,7 @@ export class RealXtables implements Xtables {
     const del = [...add];
     del[2] = '-D';
     await this.exec(bin, del);
-    const existingRules = (`${String(dump.stdout)}${String(dump.stderr)}`.match(/\n/g)?.length ?? 0) >= 3;
-    return { ...probeBins, existingRules };
+    return { ...probeBins, existingRules: hasRealRules(String(dump.stdout)) };
   }
 
   /** pilot-agent's choice: legacy if it already has rules, else nft if usable, else the plain name. */

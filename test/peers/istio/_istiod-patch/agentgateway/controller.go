@@ -1,6 +1,7 @@
 // Package agentgateway stands in for istio.io/istio/pilot/pkg/config/kube/agentgateway when
-// istiod-local is built (through `go build -overlay`, see scripts/peers.sh): the real package
-// needs github.com/agentgateway/agentgateway/api, which the Go module proxy does not serve.
+// istiod-local is built: scripts/peers.sh builds istiod-local against a copy of the istio.io/istio
+// module in which this file replaces that package's sources. The real package needs
+// github.com/agentgateway/agentgateway/api, which the Go module proxy does not serve.
 //
 // istiod only creates the agentgateway controller when PILOT_ENABLE_AGENTGATEWAY=true (default
 // false), and istiod-local refuses to start with it enabled, so the real controller is never

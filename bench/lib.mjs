@@ -1,0 +1,190 @@
+// Small helpers shared by the benchmark orchestrator (run.mjs) and the per-agent trial (trial.mjs):
+// statistics, loopback HTTP, and per-process CPU/RSS read from /proc.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export { sleep };
+
+/** Nearest-rank percentile of a numeric array (p in 0..100); NaN when empty. */
+export function percentile(values, p) {
+  const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  return s[Math.min(rank, s.length) - 1];
+}
+
+/** n, median, p90, min, max of the finite values. */
+export function summarize(values) {
+  const s = values.filter((v) => Number.isFinite(v));
+  return {
+    n: s.length,
+    median: percentile(s, 50),
+    p90: percentile(s, 90),
+    min: s.length ? Math.min(...s) : NaN,
+    max: s.length ? Math.max(...s) : NaN,
+  };
+}
+
+/** GET http://127.0.0.1:<port><path> without keep-alive; never rejects (status 0 = connection failed). */
+export function httpGet(port, path, timeoutMs = 2000) {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', () => resolve({ status: 0, body: '' }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.end();
+  });
+}
+
+/** Clock ticks per second for /proc/<pid>/stat utime/stime. */
+export function clockTicks() {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+}
+
+function readStat(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm is in parentheses and may contain spaces: split after the last ')'
+    const close = text.lastIndexOf(')');
+    const comm = text.slice(text.indexOf('(') + 1, close);
+    const f = text.slice(close + 2).split(' ');
+    // f[0] = state (field 3), so field N is f[N - 3]
+    return { pid, comm, ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) };
+  } catch {
+    return undefined;
+  }
+}
+
+function readRssKb(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The agent's processes: `root` and its descendants, leaving out Envoy (comm "envoy") and everything
+ * below it. For the Go agent this is one process; for ours, node plus any helper it spawns.
+ */
+export function agentPids(root) {
+  const all = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = readStat(Number(name));
+    if (s) all.push(s);
+  }
+  const children = new Map();
+  for (const s of all) {
+    if (!children.has(s.ppid)) children.set(s.ppid, []);
+    children.get(s.ppid).push(s);
+  }
+  const out = [];
+  const walk = (pid) => {
+    out.push(pid);
+    for (const c of children.get(pid) ?? []) if (!/^envoy/.test(c.comm)) walk(c.pid);
+  };
+  if (all.some((s) => s.pid === root)) walk(root);
+  return out;
+}
+
+/** Envoy processes below `root` (for context only). */
+export function envoyPids(root) {
+  const all = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = readStat(Number(name));
+    if (s) all.push(s);
+  }
+  const byPid = new Map(all.map((s) => [s.pid, s]));
+  return all
+    .filter((s) => /^envoy/.test(s.comm))
+    .filter((s) => {
+      for (let p = s.ppid, hops = 0; p > 1 && hops < 64; hops++) {
+        if (p === root) return true;
+        p = byPid.get(p)?.ppid ?? 0;
+      }
+      return false;
+    })
+    .map((s) => s.pid);
+}
+
+/** Summed utime+stime ticks and VmRSS of a set of pids (missing ones count 0). */
+export function usage(pids) {
+  let ticks = 0;
+  let rssKb = 0;
+  for (const pid of pids) {
+    ticks += readStat(pid)?.ticks ?? 0;
+    rssKb += readRssKb(pid);
+  }
+  return { ticks, rssKb };
+}
+
+/**
+ * Samples the agent's (not Envoy's) RSS every intervalMs and its CPU time between start and stop.
+ * The process set is refreshed on every sample, so helpers spawned meanwhile are counted.
+ */
+export function startSampler(rootPid, intervalMs = 250) {
+  const hz = clockTicks();
+  let pids = agentPids(rootPid);
+  // CPU ticks per pid at start, so processes that appear later count from 0
+  const base = new Map(pids.map((p) => [p, readStat(p)?.ticks ?? 0]));
+  const last = new Map(base);
+  const rss = [];
+  const t0 = performance.now();
+  const sample = () => {
+    pids = agentPids(rootPid);
+    let kb = 0;
+    for (const p of pids) {
+      const t = readStat(p)?.ticks;
+      if (t !== undefined) {
+        if (!base.has(p)) base.set(p, 0);
+        last.set(p, t);
+      }
+      kb += readRssKb(p);
+    }
+    if (kb > 0) rss.push(kb);
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      const wallS = (performance.now() - t0) / 1000;
+      let ticks = 0;
+      for (const [p, t] of last) ticks += t - (base.get(p) ?? 0);
+      const cpuS = ticks / hz;
+      return {
+        wallS,
+        cpuS,
+        cpuPct: wallS > 0 ? (100 * cpuS) / wallS : NaN,
+        rssMedianMiB: percentile(rss, 50) / 1024,
+        rssMaxMiB: (rss.length ? Math.max(...rss) : NaN) / 1024,
+        samples: rss.length,
+      };
+    },
+  };
+}
+
+/** Polls fn every intervalMs until it returns a value other than undefined; undefined after timeoutMs. */
+export async function pollUntil(fn, timeoutMs, intervalMs = 20) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (performance.now() > deadline) return undefined;
+    await sleep(intervalMs);
+  }
+}

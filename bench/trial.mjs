@@ -1,0 +1,456 @@
+// One benchmark trial for one agent, run INSIDE a fresh network namespace by run.mjs:
+//   ip netns exec <ns> node bench/trial.mjs '<json config>'
+// It starts, in this process, the in-repo control plane (TLS on localhost:15012 with the Istio-compatible
+// CA and a required bearer token, as istiod) and an HTTP upstream, lays out a pod working directory as the
+// istio-proxy container has it, then spawns the agent (the Go pilot-agent or our `agent`) with the
+// injector's args and env and the same real Envoy, and measures. Progress goes to stderr; the result is
+// one JSON line on stdout.
+//
+// kinds:
+//   startup  spawn -> first 200 on :15021/healthz/ready (through Envoy) and :15020/healthz/ready, `reps` times
+//   steady   one agent: idle CPU/RSS, sequential and burst CDS churn (push -> Envoy ACK), large CDS responses
+//   cert     one agent: first workload certificate over SDS and its rotations (short SECRET_TTL)
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { agentPids, envoyPids, httpGet, pollUntil, sleep, startSampler, summarize, usage } from './lib.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const B = (p) => join(ROOT, 'build', p);
+const { startControlPlane } = await import(B('test/controlplane/server.js'));
+const { CLUSTER_TYPE, httpConfigMessages } = await import(B('test/controlplane/resources.js'));
+const { startHttpUpstream } = await import(B('test/controlplane/http-upstream.js'));
+const { createPod } = await import(B('test/helpers/pod.js'));
+const { envoyBin, pilotAgentBin, istioBootstrapTemplate, AGENT_CLI } = await import(B('test/helpers/peers.js'));
+const { loadProtos, messageCodec } = await import(B('src/lib/proto.js'));
+
+const cfg = JSON.parse(process.argv[2] ?? '{}');
+const AGENT = cfg.agent; // 'go' | 'ours'
+const TOKEN = 'bench-token-not-a-secret';
+const XDS_PORT = 15012;
+const LISTENER_PORT = 18080;
+const log = (msg) => process.stderr.write(`[${AGENT}/${cfg.kind}] ${msg}\n`);
+
+if (AGENT !== 'go' && AGENT !== 'ours') throw new Error(`trial: agent must be go or ours, got ${AGENT}`);
+
+// ---------------------------------------------------------------------------------------------
+// resources
+
+/** Minimal protobuf writer for the two TLS messages not in protos/ (UpstreamTlsContext, CommonTlsContext). */
+function varint(n) {
+  const b = [];
+  while (n > 127) {
+    b.push((n & 127) | 128);
+    n = Math.floor(n / 128);
+  }
+  b.push(n);
+  return Buffer.from(b);
+}
+const lenField = (no, buf) => Buffer.concat([varint((no << 3) | 2), varint(buf.length), buf]);
+
+function makeResources(cp) {
+  const sdsCodec = messageCodec(loadProtos(['envoy/extensions/transport_sockets/tls/v3/secret.proto']), 'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig');
+  const encode = (msgs) => cp.protos.encodeResources(CLUSTER_TYPE, msgs);
+  const staticCluster = (name, extra = {}) => ({
+    name,
+    type: 'STATIC',
+    connect_timeout: { seconds: 1 },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 9 } } } }] }] },
+    ...extra,
+  });
+  const meta = (k, v) => ({ metadata: { filter_metadata: { bench: { fields: { [k]: { stringValue: v } } } } } });
+  // Istio-style SDS references: the workload identity "default" and the trust bundle "ROOTCA",
+  // fetched from the agent over the bootstrap's sds-grpc cluster.
+  const sdsRef = (name) =>
+    sdsCodec.encode({
+      name,
+      sds_config: {
+        api_config_source: { api_type: 'GRPC', set_node_on_first_message_only: true, transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'sds-grpc' } }] },
+        resource_api_version: 'V3',
+      },
+    });
+  const common = Buffer.concat([lenField(6, sdsRef('default')), lenField(7, sdsRef('ROOTCA'))]);
+  const upstreamTls = Buffer.concat([lenField(1, common), lenField(2, Buffer.from('outbound_.8443_._.mtls.bench.test'))]);
+  return {
+    /** The served listener/route's cluster + `base` plain clusters (what every phase starts from). */
+    base: (httpClusters, n) => [...httpClusters, ...encode(Array.from({ length: n }, (_, i) => staticCluster(`bench-base-${i}`)))],
+    /** One cluster whose content changes with `i`. */
+    churn: (i) => encode([staticCluster('bench-churn', meta('version', `v${i}`))])[0],
+    /** n clusters of about `bytes` each; `tag` makes every resource new. */
+    large: (n, bytes, tag) => {
+      const pad = 'x'.repeat(bytes);
+      return encode(Array.from({ length: n }, (_, i) => staticCluster(`bench-large-${i}`, meta('blob', `${tag}-${i}-${pad}`))));
+    },
+    /** A cluster that needs the workload certificate (as Istio's mTLS clusters do). */
+    mtls: () =>
+      encode([
+        staticCluster('outbound|8443||mtls.bench.test', {
+          transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { type_url: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', value: upstreamTls } },
+        }),
+      ])[0],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// control plane bookkeeping: when did Envoy (through the agent) ACK a CDS nonce
+
+function trackAcks(cp) {
+  const seen = new Map(); // nonce -> { t, kind, error }
+  const waiters = new Map();
+  let idx = 0;
+  const csrTimes = [];
+  let csrIdx = 0;
+  cp.on('event', () => {
+    const now = performance.now();
+    for (; idx < cp.requests.length; idx++) {
+      const r = cp.requests[idx];
+      if (r.typeUrl !== CLUSTER_TYPE || !r.nonce) continue;
+      const rec = { t: now, kind: r.kind, error: r.error };
+      seen.set(r.nonce, rec);
+      waiters.get(r.nonce)?.(rec);
+    }
+    for (; csrIdx < cp.csrs.length; csrIdx++) csrTimes.push({ t: now, ok: cp.csrs[csrIdx].ok, error: cp.csrs[csrIdx].error });
+  });
+  return {
+    csrTimes,
+    /** The nonce of the last CDS response sent. */
+    lastNonce() {
+      for (let i = cp.responses.length - 1; i >= 0; i--) if (cp.responses[i].typeUrl === CLUSTER_TYPE) return cp.responses[i].nonce;
+      return undefined;
+    },
+    wait(nonce, timeoutMs) {
+      const got = seen.get(nonce);
+      if (got) return Promise.resolve(got);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => {
+          waiters.delete(nonce);
+          reject(new Error(`no ACK/NACK for CDS nonce ${nonce} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.set(nonce, (rec) => {
+          clearTimeout(t);
+          waiters.delete(nonce);
+          resolve(rec);
+        });
+      });
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the agent
+
+async function makePod(cp) {
+  const pod = await createPod({
+    rootCert: cp.ca.rootCertPem,
+    token: TOKEN,
+    proxyConfig: { binaryPath: envoyBin(), discoveryAddress: `localhost:${XDS_PORT}`, terminationDrainDuration: '1s' },
+  });
+  // The Istio bootstrap template where pilot-agent looks for it (ours may use its own copy).
+  await mkdir(join(pod.cwd, 'var/lib/istio/envoy'), { recursive: true });
+  await copyFile(istioBootstrapTemplate(), join(pod.cwd, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
+  const env = { ...pod.env };
+  // CA = discoveryAddress (istiod), as in the default injected pod with a localhost address
+  delete env.CA_ADDR;
+  return { pod, env };
+}
+
+function spawnAgent(pod, env) {
+  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [process.execPath, [AGENT_CLI, ...pod.args]];
+  const t0 = performance.now();
+  const child = spawn(cmd, args, { cwd: pod.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d) => {
+    out += d;
+    if (out.length > 400_000) out = out.slice(-200_000);
+    if (process.env.BENCH_VERBOSE) process.stderr.write(d);
+  };
+  child.stdout.setEncoding('utf8').on('data', keep);
+  child.stderr.setEncoding('utf8').on('data', keep);
+  let alive = true;
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => ((alive = false), resolve({ code, signal }))));
+  const group = (sig) => {
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      /* gone */
+    }
+  };
+  return {
+    t0,
+    pid: child.pid,
+    alive: () => alive,
+    output: () => out,
+    exited,
+    /** SIGTERM to the agent (as the kubelet does), SIGKILL to its group after graceMs; then reap leftovers. */
+    async stop(graceMs = 15_000) {
+      if (alive) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => group('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(t);
+      }
+      group('SIGKILL');
+    },
+  };
+}
+
+/** Waits for 200 from both readiness endpoints; times are ms since spawn. */
+async function waitReady(agent, timeoutMs = 90_000) {
+  const res = { ready15021: NaN, ready15020: NaN };
+  const watch = async (port, key) => {
+    const t = await pollUntil(async () => {
+      if (!agent.alive()) throw new Error(`agent exited before ready; output:\n${agent.output().slice(-4000)}`);
+      const r = await httpGet(port, '/healthz/ready', 1000);
+      return r.status === 200 ? performance.now() : undefined;
+    }, timeoutMs, 10);
+    if (t === undefined) throw new Error(`:${port}/healthz/ready not 200 within ${timeoutMs} ms; output:\n${agent.output().slice(-4000)}`);
+    res[key] = t - agent.t0;
+  };
+  await Promise.all([watch(15021, 'ready15021'), watch(15020, 'ready15020')]);
+  return res;
+}
+
+async function envoyStat(name) {
+  const r = await httpGet(15000, `/stats?filter=^${name.replace(/\./g, '\\.')}$`);
+  const m = new RegExp(`^${name.replace(/\./g, '\\.')}: (\\d+)`, 'm').exec(r.body);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function envoyVersion() {
+  const r = await httpGet(15000, '/server_info');
+  try {
+    return JSON.parse(r.body).version;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// phases
+
+async function startupTrial(cp, res) {
+  const times = { ready15021: [], ready15020: [] };
+  const warm = cfg.warmup ?? 1;
+  for (let i = 0; i < warm + cfg.reps; i++) {
+    const { pod, env } = await makePod(cp);
+    const agent = spawnAgent(pod, env);
+    try {
+      const r = await waitReady(agent);
+      log(`start ${i < warm ? 'warm-up' : i - warm + 1}: 15021 ${r.ready15021.toFixed(0)} ms, 15020 ${r.ready15020.toFixed(0)} ms`);
+      if (i >= warm) {
+        times.ready15021.push(r.ready15021);
+        times.ready15020.push(r.ready15020);
+      }
+    } finally {
+      await agent.stop();
+      await pod.cleanup();
+    }
+  }
+  return { ...res, startup: times };
+}
+
+async function steadyTrial(cp, acks, resources, httpClusters, res) {
+  const { pod, env } = await makePod(cp);
+  const agent = spawnAgent(pod, env);
+  try {
+    res.ready = await waitReady(agent);
+    res.envoyVersion = await envoyVersion();
+    res.agentPids = agentPids(agent.pid).length;
+    res.envoyPids = envoyPids(agent.pid).length;
+
+    // idle
+    await sleep(cfg.settleMs ?? 3000);
+    let s = startSampler(agent.pid, 250);
+    await sleep(cfg.idleMs ?? 10_000);
+    res.idle = s.stop();
+    log(`idle: cpu ${res.idle.cpuPct.toFixed(2)} %, rss ${res.idle.rssMedianMiB.toFixed(1)} MiB`);
+
+    const base = resources.base(httpClusters, cfg.baseClusters ?? 50);
+    const push = (extra) => {
+      const t = performance.now();
+      cp.setResources(CLUSTER_TYPE, [...base, ...extra]);
+      return { t, nonce: acks.lastNonce() };
+    };
+    const cdsBefore = await envoyStat('cluster_manager.cds.update_success');
+
+    // sequential churn: one changed cluster per push, wait for Envoy's ACK before the next
+    const seq = [];
+    s = startSampler(agent.pid, 100);
+    for (let i = 0; i < (cfg.churnSeq ?? 100); i++) {
+      const p = push([resources.churn(i)]);
+      const a = await acks.wait(p.nonce, 30_000);
+      if (a.kind === 'nack') throw new Error(`Envoy NACKed churn update ${i}: ${a.error}`);
+      seq.push(a.t - p.t);
+    }
+    res.churnSeq = { latencyMs: seq, usage: s.stop() };
+    log(`sequential churn: median ${summarize(seq).median.toFixed(2)} ms, cpu ${res.churnSeq.usage.cpuPct.toFixed(1)} %`);
+
+    // burst: N pushes back to back; time until the last one is ACKed
+    await sleep(500);
+    const nBurst = cfg.churnBurst ?? 200;
+    const bursts = [];
+    s = startSampler(agent.pid, 100);
+    for (let b = 0; b < (cfg.burstReps ?? 3); b++) {
+      let first;
+      let last;
+      for (let i = 0; i < nBurst; i++) {
+        last = push([resources.churn(100_000 * (b + 1) + i)]);
+        first ??= last;
+      }
+      const a = await acks.wait(last.nonce, 60_000);
+      if (a.kind === 'nack') throw new Error(`Envoy NACKed burst update: ${a.error}`);
+      bursts.push({ ms: a.t - first.t, updates: nBurst });
+      await sleep(300);
+    }
+    res.churnBurst = { bursts, usage: s.stop() };
+    const cdsAfter = await envoyStat('cluster_manager.cds.update_success');
+    res.cdsUpdates = { sent: seq.length + bursts.reduce((n, b) => n + b.updates, 0), applied: cdsAfter - cdsBefore, rejected: await envoyStat('cluster_manager.cds.update_rejected') };
+    log(`burst: ${bursts.map((b) => b.ms.toFixed(0)).join(', ')} ms for ${nBurst} updates; Envoy applied ${res.cdsUpdates.applied}/${res.cdsUpdates.sent}`);
+
+    // large responses: n clusters of ~bytes each in one CDS response, then back to base
+    const large = [];
+    const { n: nLarge, bytes } = cfg.large ?? { n: 1000, bytes: 20_000 };
+    for (let r = 0; r < (cfg.largeReps ?? 3); r++) {
+      const payload = resources.large(nLarge, bytes, `r${r}`);
+      const size = payload.reduce((n, x) => n + x.value.length, 0);
+      await sleep(1000);
+      s = startSampler(agent.pid, 50);
+      const p = push(payload);
+      const a = await acks.wait(p.nonce, 120_000);
+      const u = s.stop();
+      if (a.kind === 'nack') throw new Error(`Envoy NACKed the large response: ${a.error}`);
+      const active = await envoyStat('cluster_manager.active_clusters');
+      const warming = await envoyStat('cluster_manager.warming_clusters');
+      large.push({ bytes: size, clusters: nLarge, ackMs: a.t - p.t, usage: u, envoyClusters: active + warming });
+      log(`large ${(size / 1048576).toFixed(1)} MiB: ACK after ${(a.t - p.t).toFixed(0)} ms, agent cpu ${u.cpuS.toFixed(2)} s, rss max ${u.rssMaxMiB.toFixed(1)} MiB, Envoy has ${active + warming} clusters`);
+      const back = push([]);
+      await acks.wait(back.nonce, 120_000);
+    }
+    res.large = large;
+    res.alive = agent.alive();
+    res.finalRss = usage(agentPids(agent.pid)).rssKb / 1024;
+  } finally {
+    await agent.stop();
+    await pod.cleanup();
+  }
+  return res;
+}
+
+/** Workload certificates Envoy holds (from admin /certs): serials of chains with a spiffe:// URI SAN. */
+async function envoyWorkloadSerials() {
+  const r = await httpGet(15000, '/certs');
+  if (r.status !== 200) return [];
+  try {
+    const serials = [];
+    for (const c of JSON.parse(r.body).certificates ?? []) {
+      for (const ch of c.cert_chain ?? []) {
+        if ((ch.subject_alt_names ?? []).some((s) => String(s.uri ?? '').startsWith('spiffe://'))) serials.push(ch.serial_number);
+      }
+    }
+    return serials;
+  } catch {
+    return [];
+  }
+}
+
+async function certTrial(cp, acks, resources, httpClusters, res) {
+  const { pod, env } = await makePod(cp);
+  const ttlS = cfg.secretTtlS ?? 16;
+  const agent = spawnAgent(pod, { ...env, SECRET_TTL: `${ttlS}s`, SECRET_GRACE_PERIOD_RATIO: '0.5', SECRET_GRACE_PERIOD_RATIO_JITTER: '0' });
+  try {
+    res.ready = await waitReady(agent);
+    res.secretTtlS = ttlS;
+    const base = resources.base(httpClusters, 0);
+    // Envoy asks the agent for "default" and "ROOTCA" over SDS once a cluster needs them
+    const csr0 = acks.csrTimes.length;
+    const tPush = performance.now();
+    cp.setResources(CLUSTER_TYPE, [...base, resources.mtls()]);
+    const first = await pollUntil(async () => {
+      const s = await envoyWorkloadSerials();
+      return s.length ? { t: performance.now(), serial: s[0] } : undefined;
+    }, cfg.certTimeoutMs ?? 20_000, 20);
+    if (!first) {
+      res.sds = { implemented: false, note: `no workload certificate in Envoy within ${cfg.certTimeoutMs ?? 20_000} ms of a cluster needing it` };
+      log(res.sds.note);
+      return res;
+    }
+    const csr = acks.csrTimes[csr0];
+    res.sds = {
+      implemented: true,
+      firstMs: first.t - tPush,
+      firstCsrToEnvoyMs: csr ? first.t - csr.t : NaN,
+      pushToCsrMs: csr ? csr.t - tPush : NaN,
+      rotations: [],
+    };
+    log(`first cert: ${res.sds.firstMs.toFixed(0)} ms after the cluster push (CSR at +${res.sds.pushToCsrMs.toFixed(0)} ms)`);
+    // rotations: due at issue + TTL * (1 - 0.5); the issue time is when the CA signed (CreatedTime is
+    // taken by the agent right after, within the same millisecond on this loopback)
+    let serial = first.serial;
+    let issuedAt = csr?.t ?? first.t;
+    s: for (let k = 0; k < (cfg.rotations ?? 3); k++) {
+      const before = acks.csrTimes.length;
+      const got = await pollUntil(async () => {
+        const s = await envoyWorkloadSerials();
+        return s.length && !s.includes(serial) ? { t: performance.now(), serial: s[0] } : undefined;
+      }, ttlS * 1000 + 10_000, 20);
+      if (!got) {
+        res.sds.rotationNote = `no rotation within ${ttlS + 10} s`;
+        break s;
+      }
+      const c = acks.csrTimes[before];
+      const due = issuedAt + (ttlS * 1000) / 2;
+      res.sds.rotations.push({ dueToEnvoyMs: got.t - due, csrToEnvoyMs: c ? got.t - c.t : NaN, periodMs: c ? c.t - issuedAt : NaN });
+      log(`rotation ${k + 1}: Envoy has the new cert ${(got.t - due).toFixed(0)} ms after it was due (CA signed ${c ? (got.t - c.t).toFixed(0) : '?'} ms before)`);
+      serial = got.serial;
+      issuedAt = c?.t ?? got.t;
+    }
+    res.csrFailures = acks.csrTimes.filter((c) => !c.ok).map((c) => c.error);
+  } finally {
+    await agent.stop();
+    await pod.cleanup();
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const shmBefore = new Set(await readdir('/dev/shm').catch(() => []));
+  const upstream = await startHttpUpstream({ name: 'bench-upstream' });
+  const httpConfig = { listenerPort: LISTENER_PORT, upstreamPort: upstream.port };
+  const cp = await startControlPlane({
+    address: `localhost:${XDS_PORT}`,
+    tls: true,
+    requireToken: TOKEN,
+    http: httpConfig,
+  });
+  // the HTTP config's cluster as raw resources, so every later CDS push keeps it
+  const served = cp.protos.encodeResources(CLUSTER_TYPE, httpConfigMessages(cp.protos, httpConfig).clusters);
+  const acks = trackAcks(cp);
+  const resources = makeResources(cp);
+  cp.setResources(CLUSTER_TYPE, resources.base(served, cfg.baseClusters ?? 50));
+  let res = { agent: AGENT, kind: cfg.kind };
+  try {
+    if (cfg.kind === 'startup') res = await startupTrial(cp, res);
+    else if (cfg.kind === 'steady') res = await steadyTrial(cp, acks, resources, served, res);
+    else if (cfg.kind === 'cert') res = await certTrial(cp, acks, resources, served, res);
+    else throw new Error(`unknown trial kind ${cfg.kind}`);
+  } finally {
+    await cp.stop();
+    await upstream.close();
+    // Envoy's hot-restart shared memory, if an Envoy died without removing it
+    for (const f of await readdir('/dev/shm').catch(() => [])) {
+      if (!shmBefore.has(f) && f.startsWith('envoy_shared_memory')) await rm(join('/dev/shm', f), { force: true });
+    }
+  }
+  process.stdout.write(`${JSON.stringify(res)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`trial failed: ${e?.stack ?? e}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,308 @@
+// The composition root: the only place that knows every component. Starts them in pilot-agent's order
+// (status server, xDS proxy, gRPC bootstrap, Envoy bootstrap, Envoy), then waits for the first of:
+// a termination signal, /quitquitquit, or Envoy going away for good. Hot restarts (SIGHUP, POST /restart,
+// a change of the bootstrap inputs on disk) and crash restarts happen in between without the agent exiting.
+import { rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { AgentConfig } from '../config/agent-config.js';
+import type { CliContext, ExitCode } from '../cli/context.js';
+import { buildBootstrap, bootstrapOverrideJson, generateBootstrap, probeBootstrapRuntime, templatePathFor, writeGrpcBootstrap, type BootstrapRuntime } from '../bootstrap/index.js';
+import { buildEnvoyArgs, parentShutdownSeconds, type HotRestartArgs } from '../envoy/args.js';
+import { createEnvoyAdmin } from '../envoy/admin.js';
+import { drainForTermination } from '../envoy/drain.js';
+import { createEnvoySupervisor, type SupervisorOutcome } from '../envoy/supervisor.js';
+import { createStatusServer, type StatusServer } from '../status/server.js';
+import { createXdsProxy, resolveXdsProxySettings, type XdsProxy } from '../xds/index.js';
+import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
+import { createAgentMetrics } from '../lib/metrics.js';
+import type { Logger } from '../lib/log.js';
+import { watchFiles, type FileWatch } from '../lib/watch.js';
+import { changesNeedingPodRestart } from './reload.js';
+
+export interface AgentRunOptions {
+  readonly config: AgentConfig;
+  readonly log: Logger;
+  readonly ctx: CliContext;
+  /** Loads the configuration again from the same flags and environment (throws ConfigError). */
+  readonly reload: () => Promise<AgentConfig>;
+  readonly processStartMs?: number;
+}
+
+type Stop = { readonly kind: 'signal'; readonly signal: string } | { readonly kind: 'quit' } | { readonly kind: 'envoy'; readonly outcome: SupervisorOutcome };
+
+export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
+  const { log, ctx } = o;
+  let cfg = o.config;
+  const sidecar = cfg.proxyType === 'sidecar';
+  const metrics = createAgentMetrics();
+  const ipv6 = cfg.ipMode === 'IPv6';
+  const admin = createEnvoyAdmin({
+    port: cfg.proxy.proxyAdminPort,
+    host: ipv6 ? '::1' : '127.0.0.1',
+    envoyStatusPort: cfg.env.envoyStatusPort,
+    prometheusPort: cfg.env.envoyPrometheusPort,
+  });
+  const cleanups: Array<() => Promise<void>> = [];
+  let stopRequested: ((s: Stop) => void) | undefined;
+  const stopped = new Promise<Stop>((r) => (stopRequested = r));
+  let drained = false;
+  let quitting = false;
+  const hotRestartEnabled = !cfg.disableHotRestart;
+
+  // the supervisor is created below; the status server's callbacks reach it through these
+  const envoy: { sup?: ReturnType<typeof createEnvoySupervisor> } = {};
+  let xds: XdsProxy | undefined;
+  let restartChain: Promise<unknown> = Promise.resolve();
+
+  // 1. status server (pilot-agent starts it before everything else)
+  let status: StatusServer | undefined;
+  try {
+    if (cfg.proxy.statusPort !== 0) {
+      status = createStatusServer({
+        log,
+        metrics,
+        statusPort: cfg.proxy.statusPort,
+        admin,
+        envoyPrometheusPort: cfg.env.envoyPrometheusPort,
+        mergeEnvoyStats: cfg.env.mergeEnvoyStats,
+        metricsLocalhostOnly: cfg.env.metricsLocalhostAccessOnly,
+        kubeAppProbers: cfg.env.kubeAppProbers || undefined,
+        prometheusAnnotations: sidecar ? cfg.env.prometheusAnnotations || undefined : undefined,
+        podIP: cfg.env.instanceIp || undefined,
+        ipv6,
+        legacyLocalhostProbeDestination: cfg.env.rewriteProbeLegacyLocalhostDestination,
+        readinessChecks: [() => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`)],
+        onQuit: () => {
+          quitting = true;
+          stopRequested?.({ kind: 'quit' });
+        },
+        onDrain: () => {
+          log.info('Agent draining proxy');
+          void admin.drainListeners({ inboundOnly: sidecar, graceful: true, skipExit: true }).catch((e: unknown) => log.warn(`Error in invoking drain listeners endpoint: ${errorMessage(e)}`));
+          drained = true;
+        },
+        onRestart: () => hotRestart('POST /restart'),
+        getEnvoyStatus: () => {
+          const s = envoy.sup?.status();
+          return s && { ...s, restarts: s.hotRestarts + s.crashRestarts, hotRestartEnabled };
+        },
+        getXdsStatus: () => xds?.getStatus(),
+        onServeError: (err) => {
+          log.error(`status server failed: ${err.message}; terminating`);
+          stopRequested?.({ kind: 'signal', signal: 'status server failure' });
+        },
+        processStartMs: o.processStartMs ?? Date.now(),
+      });
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      ctx.stderr.write(`Error: ${e.message}\n`);
+      return 255;
+    }
+    throw e;
+  }
+  if (status) {
+    await status.start();
+    cleanups.push(() => status!.close());
+  }
+
+  const shutdown = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => log.warn(`cleanup failed: ${errorMessage(e)}`));
+  };
+
+  let runtime: BootstrapRuntime;
+  let envoyConfigArg: string;
+  let generated: boolean;
+  let overrideJson: string | undefined;
+  try {
+    // 2. xDS proxy on ./etc/istio/proxy/XDS
+    const settings = resolveXdsProxySettings({
+      cwd: cfg.paths.cwd,
+      env: cfg.processEnv,
+      discoveryAddress: cfg.proxy.discoveryAddress,
+      controlPlaneAuthPolicy: cfg.proxy.controlPlaneAuthPolicy,
+      proxyMetadata: cfg.proxy.proxyMetadata,
+      configPath: cfg.proxy.configPath,
+    });
+    // pilot-agent keeps one Envoy stream; during a hot restart both epochs hold one, so allow several then
+    xds = createXdsProxy({ ...settings, log: log.scope('xdsproxy'), metrics, exclusiveStream: !hotRestartEnabled });
+    await xds.start();
+    cleanups.push(() => xds!.close());
+
+    // 3. gRPC bootstrap, 4. Envoy bootstrap
+    runtime = await probeBootstrapRuntime(cfg);
+    await writeGrpcBootstrap(cfg, runtime);
+    const gen = await generateBootstrap(cfg, log, runtime);
+    envoyConfigArg = gen.envoyConfigArg;
+    generated = gen.generated;
+    if (generated) cleanups.push(() => rm(gen.path, { force: true }));
+    overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
+  } catch (e) {
+    await shutdown();
+    const msg = errorMessage(e);
+    log.error(`failed to start the agent: ${msg}`);
+    ctx.stderr.write(`Error: ${msg}\n`);
+    return 255;
+  }
+
+  // 5. Envoy
+  const buildArgs = (hot: HotRestartArgs): string[] =>
+    buildEnvoyArgs(
+      {
+        configFile: envoyConfigArg,
+        drainDurationMs: cfg.proxy.drainDurationMs,
+        nodeIPs: cfg.nodeIPs,
+        fileFlushIntervalMs: cfg.proxy.fileFlushIntervalMs,
+        fileFlushMinSizeKb: cfg.proxy.fileFlushMinSizeKb,
+        proxyLogLevel: cfg.proxyLogLevel,
+        proxyComponentLogLevel: cfg.proxyComponentLogLevel,
+        skipDeprecatedLogs: cfg.env.envoySkipDeprecatedLogs,
+        enableCoreDump: cfg.env.envoyEnableCoreDump,
+        configYaml: overrideJson,
+        concurrency: cfg.proxy.concurrency,
+      },
+      hot,
+    );
+  const envoyEnv: Record<string, string | undefined> = { ...cfg.processEnv };
+  if (cfg.env.compliancePolicy === 'fips-140-2') {
+    envoyEnv.GRPC_SSL_CIPHER_SUITES = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384';
+  }
+  const sup = createEnvoySupervisor({
+    binaryPath: cfg.proxy.binaryPath,
+    cwd: cfg.paths.cwd,
+    env: envoyEnv,
+    buildArgs,
+    hotRestart: hotRestartEnabled,
+    baseIdPath: join(cfg.paths.configDir, 'envoy-hot-restart-base-id'),
+    parentShutdownS: () => parentShutdownSeconds(cfg.proxy.drainDurationMs),
+    budget: { max: cfg.restartBudget, windowMs: cfg.restartBudgetWindowMs },
+    log,
+    onRestart: (_epoch, reason) => {
+      metrics.envoyRestartsTotal.inc({ reason: reason === 'crash' ? 'crash' : 'hot' });
+      // a crash restart is a fresh Envoy: readiness must be earned again; a hot-restart child inherits it
+      if (reason === 'crash') status?.resetReadiness();
+    },
+  });
+  envoy.sup = sup;
+  cleanups.push(() => sup.stop());
+  try {
+    await sup.start();
+  } catch (e) {
+    await shutdown();
+    const msg = errorMessage(e);
+    log.error(msg);
+    ctx.stderr.write(`Error: ${msg}\n`);
+    return 255;
+  }
+  void sup.done.then((outcome) => stopRequested?.({ kind: 'envoy', outcome }));
+
+  // hot restart: reload the configuration, write the new bootstrap, start the next epoch
+  async function hotRestart(reason: string, changed?: readonly string[]): Promise<number> {
+    const run = restartChain.then(async () => {
+      if (quitting) throw new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down');
+      let next: AgentConfig;
+      try {
+        next = await o.reload();
+      } catch (e) {
+        metrics.configRejectionsTotal.inc({ source: changed?.length ? 'file' : 'reload' });
+        log.error(`rejected new configuration (${reason}); keeping the running configuration: ${errorMessage(e)}`);
+        throw e;
+      }
+      const blocked = changesNeedingPodRestart(cfg, next);
+      if (blocked.length) {
+        metrics.configRejectionsTotal.inc({ source: 'restart-required' });
+        const msg = `rejected new configuration (${reason}): changing ${blocked.join(', ')} needs a pod restart; keeping the running configuration`;
+        log.error(msg);
+        throw new AgentError('AGENT_ERR_CONFIG', msg);
+      }
+      if (changed?.length && templatePathFor(next) === '' && templatePathFor(cfg) === '' && next.proxy.customConfigFile === '') {
+        const before = buildBootstrap(cfg, runtime).text;
+        const after = buildBootstrap(next, runtime).text;
+        if (before === after) {
+          log.info(`bootstrap inputs changed (${changed.join(', ')}) but the bootstrap is the same; Envoy keeps running`);
+          cfg = next;
+          return sup.status().epoch;
+        }
+      }
+      const gen = await generateBootstrap(next, log, runtime);
+      envoyConfigArg = gen.envoyConfigArg;
+      overrideJson = next.paths.bootstrapOverride ? await bootstrapOverrideJson(next.paths.bootstrapOverride, next.env.hostIp, log) : undefined;
+      cfg = next;
+      return sup.hotRestart(reason);
+    });
+    restartChain = run.catch(() => undefined);
+    return run;
+  }
+
+  // watch the bootstrap inputs (pod annotations and labels, mesh config) for hot restart
+  let watcher: FileWatch | undefined;
+  if (hotRestartEnabled) {
+    const inputs = [cfg.paths.podAnnotations, cfg.paths.podLabels, cfg.paths.meshConfig].filter((p) => existsSync(dirname(p)));
+    watcher = await watchFiles(inputs, (changed) => {
+      log.info(`bootstrap inputs changed: ${changed.join(', ')}`);
+      hotRestart(`changed ${changed.join(', ')}`, changed).catch(() => undefined);
+    });
+    cleanups.push(() => watcher!.close());
+  }
+
+  // signals: SIGTERM/SIGINT terminate (a second one forces), SIGHUP hot-restarts
+  let terminating = false;
+  const onTerm = (sig: string) => () => {
+    if (terminating) {
+      log.warn(`received ${sig} again; stopping Envoy now`);
+      quitting = true;
+      void sup.stop();
+      return;
+    }
+    terminating = true;
+    stopRequested?.({ kind: 'signal', signal: sig });
+  };
+  const onTermSig = onTerm('SIGTERM');
+  const onIntSig = onTerm('SIGINT');
+  const onHup = () => {
+    if (!hotRestartEnabled) {
+      log.warn('received SIGHUP: hot restart is disabled (--disable-hot-restart); ignoring');
+      return;
+    }
+    hotRestart('SIGHUP').catch(() => undefined);
+  };
+  ctx.signals.on('SIGTERM', onTermSig);
+  ctx.signals.on('SIGINT', onIntSig);
+  ctx.signals.on('SIGHUP', onHup);
+  cleanups.unshift(async () => {
+    ctx.signals.off('SIGTERM', onTermSig);
+    ctx.signals.off('SIGINT', onIntSig);
+    ctx.signals.off('SIGHUP', onHup);
+  });
+
+  const why = await stopped;
+  if (why.kind === 'envoy') {
+    await shutdown();
+    if (why.outcome.kind === 'gave-up') {
+      ctx.stderr.write(`Error: ${why.outcome.message}\n`);
+      return 1;
+    }
+    return 0;
+  }
+  // termination: readiness fails at once, then drain (unless /quitquitquit), then stop Envoy
+  status?.setShuttingDown(why.kind === 'quit' ? 'received quitquitquit' : `received signal: ${why.signal}`);
+  if (why.kind === 'signal') {
+    log.info(`received signal ${why.signal}, shutting down`);
+    await drainForTermination({
+      admin,
+      envoyExited: () => sup.currentExited(),
+      log,
+      sidecar,
+      terminationDrainMs: cfg.proxy.terminationDrainDurationMs,
+      minDrainMs: cfg.env.minimumDrainDurationMs,
+      exitOnZeroActiveConnections: cfg.env.exitOnZeroActiveConnections,
+      alreadyDrained: drained || quitting,
+    });
+  } else {
+    log.info('quitquitquit: stopping Envoy without draining');
+  }
+  await shutdown();
+  log.info('Agent has successfully terminated');
+  return 0;
+}

@@ -1,0 +1,435 @@
+// The agent's status server on :<statusPort> (15020), with pilot-agent's routes and semantics:
+//   /healthz/ready                    Envoy readiness (see readiness.ts) + extra checks
+//   /stats/prometheus, /metrics        merged agent + Envoy + app metrics
+//   /app-health/..., /app-lifecycle/.. kubelet probes rewritten by the injector
+//   POST /quitquitquit, POST /drain    loopback only
+// and ours: loopback-only POST /restart (Envoy hot restart) and GET /debug/status (operator status view).
+// Responses are gzip-compressed when the client accepts it and the body is worth it (like pilot-agent's gzhttp).
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { BlockList, isIP, type AddressInfo, type Socket } from 'node:net';
+import { createGzip } from 'node:zlib';
+import type { Writable } from 'node:stream';
+import type { EnvoyAdmin } from '../envoy/admin.js';
+import { formatGoDuration } from '../lib/duration.js';
+import type { Logger } from '../lib/log.js';
+import type { AgentMetrics } from '../lib/metrics.js';
+import { AGENT_NAME, AGENT_VERSION, ISTIO_VERSION } from '../version.js';
+import { AppProbeRunner } from './app-probe.js';
+import { parseStatusEnv, type AppProber, type PrometheusScrapeConfig } from './config.js';
+import { writeMergedMetrics } from './prom-merge.js';
+import { ReadinessProbe, type ReadinessCheck, type ReadinessResult } from './readiness.js';
+
+export const FORBIDDEN_MESSAGE = 'Only requests from localhost are allowed';
+/** gzhttp's default minimum size worth compressing. */
+export const GZIP_MIN_SIZE = 1024;
+const CLOSE_GRACE_MS = 1000;
+
+/** What the Envoy supervisor reports for the status view. */
+export interface EnvoyProcessStatus {
+  readonly epoch: number;
+  readonly pid: number | undefined;
+  /** Supervisor state, e.g. `starting`, `running`, `draining`, `restarting`, `exited`. */
+  readonly state: string;
+  readonly restarts: number;
+  readonly [extra: string]: unknown;
+}
+
+export interface StatusServerDeps {
+  /** The default scope: probe results go to its `probes` child scope. */
+  readonly log: Logger;
+  readonly metrics: AgentMetrics;
+  /** Status port (15020); 0 picks a free port (tests). */
+  readonly statusPort: number;
+  /** Listen address; default all interfaces (like pilot-agent's `:15020`). */
+  readonly listenHost?: string;
+  /** Envoy admin client, for readiness and the status view. */
+  readonly admin?: EnvoyAdmin;
+  /** No Envoy managed (pilot-agent's NoEnvoy): readiness is the extra checks only, no Envoy stats merged. */
+  readonly noEnvoy?: boolean;
+  /** Envoy's Prometheus port (15090). */
+  readonly envoyPrometheusPort?: number;
+  /** Host for the Envoy and app scrapes (pilot-agent: `localhost`). */
+  readonly scrapeHost?: string;
+  /** PILOT_AGENT_MERGE_ENVOY_STATS (default true): merge Envoy :15090 stats into the agent endpoint. */
+  readonly mergeEnvoyStats?: boolean;
+  /** METRICS_LOCALHOST_ACCESS_ONLY: merged metrics only for loopback clients. */
+  readonly metricsLocalhostOnly?: boolean;
+  /** Raw ISTIO_KUBE_APP_PROBERS. */
+  readonly kubeAppProbers?: string | undefined;
+  /** Raw ISTIO_PROMETHEUS_ANNOTATIONS (sidecars only: pass undefined for gateways). */
+  readonly prometheusAnnotations?: string | undefined;
+  /** INSTANCE_IP: where app probes go; also picks IPv6 loopback/probe source when it is IPv6. */
+  readonly podIP?: string | undefined;
+  /** IPv6-only pod. */
+  readonly ipv6?: boolean;
+  /** REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION: probe `localhost` instead of the pod IP. */
+  readonly legacyLocalhostProbeDestination?: boolean;
+  /** Probe source address; default 127.0.0.6 (::6 for IPv6); null to not bind one. */
+  readonly probeSourceAddress?: string | null;
+  /** Extra readiness checks after Envoy's, in order (gRPC bootstrap file, DNS table, ...). */
+  readonly readinessChecks?: readonly ReadinessCheck[];
+  /** `/quitquitquit`: exit at once without draining (disable drain, then cancel the agent). */
+  readonly onQuit?: (cause: string) => void;
+  /** `/drain`: drain Envoy now (skip_exit) and mark it drained. */
+  readonly onDrain?: () => void;
+  /** `/restart`: hot-restart Envoy; resolves to the new epoch. */
+  readonly onRestart?: () => Promise<number>;
+  readonly getEnvoyStatus?: () => EnvoyProcessStatus | undefined;
+  readonly getXdsStatus?: () => unknown;
+  /** An unexpected serve error after start (pilot-agent then SIGTERMs itself). */
+  readonly onServeError?: (err: Error) => void;
+  /** Process start time (ms since epoch), for startup duration and uptime. */
+  readonly processStartMs?: number;
+  readonly now?: () => number;
+}
+
+export interface StatusServer {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  setShuttingDown(reason: string): void;
+  readiness(): Promise<ReadinessResult>;
+  /** The bound port once started (undefined if not listening). */
+  port(): number | undefined;
+  /** Forget the readiness latches: a fresh Envoy that is not a hot-restart child (crash restart in place). */
+  resetReadiness(): void;
+  addReadinessCheck(check: ReadinessCheck): void;
+}
+
+/** True for loopback peers, including IPv4-mapped IPv6 (`::ffff:127.0.0.1`). */
+export function isLoopbackAddress(addr: string | undefined): boolean {
+  if (!addr) return false;
+  let a = addr.trim();
+  if (a.startsWith('[') && a.endsWith(']')) a = a.slice(1, -1);
+  const zone = a.indexOf('%');
+  if (zone >= 0) a = a.slice(0, zone);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(a);
+  if (mapped) a = mapped[1]!;
+  if (isIP(a) === 4) return a.startsWith('127.');
+  if (isIP(a) === 6) {
+    const loopback6 = new BlockList();
+    loopback6.addAddress('::1', 'ipv6');
+    return loopback6.check(a, 'ipv6');
+  }
+  return false;
+}
+
+/** The Envoy admin host and the probe source for the pod's IP family (pilot-agent's choice). */
+export function localAddressesFor(o: { ipv6?: boolean; podIP?: string | undefined }): { localhost: string; probeSource: string } {
+  const v6 = o.ipv6 || (o.podIP !== undefined && isIP(o.podIP) === 6 && !/^fe[89ab]/i.test(o.podIP));
+  return v6 ? { localhost: '::1', probeSource: '::6' } : { localhost: '127.0.0.1', probeSource: '127.0.0.6' };
+}
+
+function acceptsGzip(req: IncomingMessage): boolean {
+  const ae = req.headers['accept-encoding'];
+  if (typeof ae !== 'string') return false;
+  return ae.split(',').some((part) => {
+    const [coding, ...params] = part.trim().split(';');
+    if (coding?.trim().toLowerCase() !== 'gzip' && coding?.trim() !== '*') return false;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
+}
+
+/** Writes a whole response, gzip-compressed when accepted and large enough. */
+function send(req: IncomingMessage, res: ServerResponse, status: number, body: string | Buffer = '', contentType?: string): void {
+  const buf = typeof body === 'string' ? Buffer.from(body) : body;
+  res.setHeader('Vary', 'Accept-Encoding');
+  if (contentType) res.setHeader('Content-Type', contentType);
+  else if (buf.length) res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  if (buf.length >= GZIP_MIN_SIZE && acceptsGzip(req)) {
+    res.setHeader('Content-Encoding', 'gzip');
+    res.writeHead(status);
+    const gz = createGzip();
+    gz.pipe(res);
+    gz.end(buf);
+    return;
+  }
+  res.setHeader('Content-Length', buf.length);
+  res.writeHead(status);
+  res.end(buf);
+}
+
+/** Go's http.Error: text body with a trailing newline. */
+function sendError(req: IncomingMessage, res: ServerResponse, status: number, msg: string): void {
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  send(req, res, status, `${msg}\n`);
+}
+
+/** Parses the environment inputs; throws ConfigError (naming ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS). */
+export function createStatusServer(deps: StatusServerDeps): StatusServer {
+  const env = parseStatusEnv({
+    kubeAppProbers: deps.kubeAppProbers,
+    prometheusAnnotations: deps.prometheusAnnotations,
+    statusPort: deps.statusPort,
+  });
+  return new StatusServerImpl(deps, env.appProbers, env.prometheus);
+}
+
+class StatusServerImpl implements StatusServer {
+  private readonly log: Logger;
+  private readonly probe: ReadinessProbe;
+  private readonly appProbes: AppProbeRunner;
+  private readonly closing = new AbortController();
+  private readonly sockets = new Set<Socket>();
+  private readonly now: () => number;
+  private readonly processStartMs: number;
+  private server: Server | undefined;
+  private boundPort: number | undefined;
+  private lastProbeSuccessful = false;
+  private startupRecorded = false;
+  private closed = false;
+
+  constructor(
+    private readonly deps: StatusServerDeps,
+    private readonly appProbers: ReadonlyMap<string, AppProber>,
+    private readonly prometheus: PrometheusScrapeConfig | undefined,
+  ) {
+    this.log = deps.log;
+    this.now = deps.now ?? Date.now;
+    this.processStartMs = deps.processStartMs ?? this.now() - process.uptime() * 1000;
+    const { probeSource } = localAddressesFor(deps);
+    this.probe = new ReadinessProbe({
+      ...(deps.admin ? { admin: deps.admin } : {}),
+      noEnvoy: deps.noEnvoy ?? false,
+      checks: deps.readinessChecks ?? [],
+      onFirstReady: () => this.recordStartup(),
+    });
+    const source = deps.probeSourceAddress === null ? undefined : (deps.probeSourceAddress ?? probeSource);
+    this.appProbes = new AppProbeRunner({
+      destination: deps.legacyLocalhostProbeDestination ? 'localhost' : deps.podIP || (source === '::6' ? '::1' : '127.0.0.1'),
+      sourceAddress: source,
+      statusPort: () => this.boundPort ?? deps.statusPort,
+      log: deps.log.scope('probes'),
+    });
+  }
+
+  private recordStartup(): void {
+    if (this.startupRecorded) return;
+    this.startupRecorded = true;
+    const ms = this.now() - this.processStartMs;
+    this.deps.metrics.startupDurationSeconds.set(ms / 1000);
+    this.log.info(`Readiness succeeded in ${formatGoDuration(ms)}`);
+  }
+
+  port(): number | undefined {
+    return this.boundPort;
+  }
+
+  setShuttingDown(reason: string): void {
+    this.probe.setShuttingDown(reason);
+  }
+
+  resetReadiness(): void {
+    this.probe.reset();
+  }
+
+  addReadinessCheck(check: ReadinessCheck): void {
+    this.probe.addCheck(check);
+  }
+
+  readiness(): Promise<ReadinessResult> {
+    return this.probe.check();
+  }
+
+  start(): Promise<void> {
+    if (this.server || this.closed) return Promise.resolve();
+    this.log.info(`Opening status port ${this.deps.statusPort}`);
+    const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => this.handle(req, res));
+    this.server = server;
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
+    return new Promise<void>((resolve) => {
+      const onListenError = (e: Error): void => {
+        this.log.error(`Error listening on status port: ${e.message}`);
+        this.server = undefined;
+        resolve();
+      };
+      server.once('error', onListenError);
+      const opts = this.deps.listenHost ? { port: this.deps.statusPort, host: this.deps.listenHost } : { port: this.deps.statusPort };
+      server.listen(opts, () => {
+        server.off('error', onListenError);
+        this.boundPort = (server.address() as AddressInfo).port;
+        server.on('error', (e: Error) => {
+          this.log.error(`status server error: ${e.message}`);
+          if (!this.closed) this.deps.onServeError?.(e);
+        });
+        resolve();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing.abort();
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        for (const s of this.sockets) s.destroy();
+        resolve();
+      }, CLOSE_GRACE_MS);
+      timer.unref();
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+    for (const s of this.sockets) s.destroy();
+    this.boundPort = undefined;
+    this.log.info('Status server has successfully terminated');
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    this.route(req, res).catch((e: unknown) => {
+      this.log.error(`status server: ${req.method} ${req.url}: ${e instanceof Error ? e.message : String(e)}`);
+      if (!res.headersSent) sendError(req, res, 500, 'internal error');
+      else res.destroy();
+    });
+  }
+
+  private fromLocalhost(req: IncomingMessage): boolean {
+    return isLoopbackAddress(req.socket.remoteAddress);
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://status.local');
+    const path = url.pathname;
+    switch (path) {
+      case '/healthz/ready':
+        return this.handleReady(req, res);
+      case '/metrics':
+      case '/stats/prometheus':
+        return this.handleStats(req, res, url.search.slice(1));
+      case '/quitquitquit':
+        return this.handleAdminPost(req, res, () => {
+          this.log.info('handling /quitquitquit, notifying pilot-agent to exit');
+          this.deps.onQuit?.('/quitquitquit called');
+          return 'OK';
+        });
+      case '/drain':
+        return this.handleAdminPost(req, res, () => {
+          this.log.info('handling /drain, starting drain');
+          this.deps.onDrain?.();
+          return 'OK';
+        });
+      case '/restart':
+        return this.handleRestart(req, res);
+      case '/debug/status':
+        return this.handleDebugStatus(req, res);
+    }
+    if (path.startsWith('/app-health/') || path.startsWith('/app-lifecycle/')) return this.handleAppProbe(req, res, path);
+    sendError(req, res, 404, '404 page not found');
+  }
+
+  private async handleReady(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const r = await this.probe.check();
+    if (!r.ready) {
+      this.log.warn(`Envoy proxy is NOT ready: ${r.reason ?? ''}`);
+      this.lastProbeSuccessful = false;
+      send(req, res, 503);
+      return;
+    }
+    if (!this.lastProbeSuccessful) this.log.info('Envoy proxy is ready');
+    this.lastProbeSuccessful = true;
+    send(req, res, 200);
+  }
+
+  private async handleAdminPost(req: IncomingMessage, res: ServerResponse, act: () => string): Promise<void> {
+    if (!this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (req.method !== 'POST') return sendError(req, res, 405, 'Method Not Allowed');
+    send(req, res, 200, act());
+  }
+
+  private async handleRestart(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (req.method !== 'POST') return sendError(req, res, 405, 'Method Not Allowed');
+    if (!this.deps.onRestart) return sendError(req, res, 501, 'hot restart is not available');
+    this.log.info('handling /restart, hot-restarting Envoy');
+    try {
+      const epoch = await this.deps.onRestart();
+      send(req, res, 200, `${JSON.stringify({ epoch })}\n`, 'application/json');
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      this.log.warn(`/restart failed: ${msg}`);
+      sendError(req, res, 503, `restart failed: ${msg}`);
+    }
+  }
+
+  private async handleDebugStatus(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    const [readiness, server] = await Promise.all([
+      this.probe.check(),
+      this.deps.admin && !this.deps.noEnvoy
+        ? this.deps.admin.serverInfo({ timeoutMs: 1000 }).then(
+            (i) => ({ state: i.state, version: i.version, restartEpoch: i.restartEpoch, uptimeCurrentEpochSeconds: i.uptimeCurrentEpochSeconds, uptimeAllEpochsSeconds: i.uptimeAllEpochsSeconds }),
+            (e: unknown) => ({ error: e instanceof Error ? e.message : String(e) }),
+          )
+        : Promise.resolve(undefined),
+    ]);
+    let xds: unknown = null;
+    try {
+      xds = this.deps.getXdsStatus?.() ?? null;
+    } catch (e) {
+      xds = { error: e instanceof Error ? e.message : String(e) };
+    }
+    const body = {
+      agent: {
+        name: AGENT_NAME,
+        version: AGENT_VERSION,
+        istioVersion: ISTIO_VERSION,
+        pid: process.pid,
+        uptimeSeconds: Math.round((this.now() - this.processStartMs) / 10) / 100,
+        shuttingDown: this.probe.shuttingDown,
+      },
+      envoy: { process: this.deps.getEnvoyStatus?.() ?? null, server: server ?? null },
+      readiness: { ready: readiness.ready, ...(readiness.reason !== undefined ? { reason: readiness.reason } : {}) },
+      xds,
+    };
+    send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
+  }
+
+  private async handleStats(req: IncomingMessage, res: ServerResponse, rawQuery: string): Promise<void> {
+    if (this.deps.metricsLocalhostOnly && !this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    const host = this.deps.scrapeHost ?? 'localhost';
+    const mergeEnvoy = !this.deps.noEnvoy && (this.deps.mergeEnvoyStats ?? true);
+    let out: Writable = res;
+    res.setHeader('Vary', 'Accept-Encoding');
+    if (acceptsGzip(req)) {
+      const gz = createGzip();
+      gz.pipe(res);
+      out = gz;
+    }
+    await writeMergedMetrics(
+      {
+        log: this.log,
+        metrics: this.deps.metrics,
+        envoyUrl: mergeEnvoy ? `http://${host}:${this.deps.envoyPrometheusPort ?? 15090}/stats/prometheus` : undefined,
+        app: this.prometheus ? { ...this.prometheus, host } : undefined,
+        signal: this.closing.signal,
+      },
+      rawQuery,
+      req.headers,
+      (ct) => {
+        res.setHeader('Content-Type', ct);
+        if (out !== res) res.setHeader('Content-Encoding', 'gzip');
+        res.writeHead(200);
+      },
+      out,
+    );
+  }
+
+  private async handleAppProbe(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const prober = this.appProbers.get(path);
+    if (!prober) {
+      this.log.error(`Prober does not exists url ${path}`);
+      send(req, res, 400, `app prober config does not exists for ${path}`);
+      return;
+    }
+    const reply = await this.appProbes.run(prober, { host: req.headers.host, headers: req.headers }, path);
+    send(req, res, reply.status, reply.body ?? '');
+  }
+}

@@ -1,0 +1,9 @@
+// Public surface of the xDS proxy component.
+export { createXdsProxy } from './proxy.js';
+export type { AgentTypeHandler, XdsProxy, XdsProxyOptions, XdsProxyStatus, XdsTypeStatus } from './proxy.js';
+export { resolveXdsProxySettings, xdsServerName, DEFAULT_CONFIG_PATH, ISTIO_TOKEN_PATH, ISTIOD_ROOT_CERT_PATH } from './options.js';
+export type { UpstreamTls, XdsProxySettings, XdsSettingsInput } from './options.js';
+export { xdsProxyMetrics } from './metrics.js';
+export type { XdsProxyMetrics } from './metrics.js';
+export * from './types.js';
+export type { RawAny } from './wire.js';

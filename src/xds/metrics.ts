@@ -1,0 +1,35 @@
+// The xDS proxy's counters, named exactly as pilot-agent's. The agent passes the handles from
+// `createAgentMetrics()` (src/lib/metrics.ts); `xdsProxyMetrics(registry)` finds or creates them in any registry.
+import { Counter, type Registry } from 'prom-client';
+
+export interface XdsProxyMetrics {
+  /** `istio_agent_istiod_connection_failures` */
+  readonly istiodConnectionFailures: Counter;
+  /** `istio_agent_istiod_connection_terminations{type="cancelled"|"error"}` */
+  readonly istiodConnectionTerminations: Counter<'type'>;
+  /** `istio_agent_envoy_connection_terminations{type="cancelled"|"error"}` */
+  readonly envoyConnectionTerminations: Counter<'type'>;
+  /** `istio_agent_xds_proxy_requests` */
+  readonly xdsProxyRequests: Counter;
+  /** `istio_agent_xds_proxy_responses` */
+  readonly xdsProxyResponses: Counter;
+}
+
+function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) {
+    if (!(existing instanceof Counter)) throw new Error(`metric ${name} is already registered and is not a counter`);
+    return existing as Counter<L>;
+  }
+  return new Counter<L>({ name, help, labelNames, registers: [registry] });
+}
+
+export function xdsProxyMetrics(registry: Registry): XdsProxyMetrics {
+  return {
+    istiodConnectionFailures: counter(registry, 'istio_agent_istiod_connection_failures', 'The total number of connection failures to Istiod', []),
+    istiodConnectionTerminations: counter(registry, 'istio_agent_istiod_connection_terminations', 'The total number of connection errors to Istiod', ['type']),
+    envoyConnectionTerminations: counter(registry, 'istio_agent_envoy_connection_terminations', 'The total number of connection errors from envoy', ['type']),
+    xdsProxyRequests: counter(registry, 'istio_agent_xds_proxy_requests', 'The total number of Xds Proxy Requests', []),
+    xdsProxyResponses: counter(registry, 'istio_agent_xds_proxy_responses', 'The total number of Xds Proxy Responses', []),
+  };
+}

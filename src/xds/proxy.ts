@@ -1,0 +1,632 @@
+// The xDS proxy: Envoy's ADS stream on a Unix socket, relayed to istiod.
+//
+// Behaviour follows pilot-agent's XdsProxy: one upstream connection and stream per Envoy stream, the same
+// flavour (SotW or Delta) on both sides, one active Envoy stream at a time, per-stream metadata (ClusterID,
+// XDS_HEADER_*, bearer token re-read per stream), agent-consumed types (NDS, PCDS) handled and ACKed here,
+// only Envoy types forwarded, and any failure on either side ending the pair so Envoy reconnects and
+// re-subscribes (the proxy itself never retries).
+//
+// Messages are never decoded: both gRPC ends use identity (de)serializers, and a tiny wire reader
+// (wire.ts) peeks at type_url/nonce/version/counts. Flow control is end to end: the next istiod message is
+// read only after the previous one was written to Envoy, so at most one response is held in memory.
+import { Metadata, Server, ServerCredentials, connectivityState, status as Status } from '@grpc/grpc-js';
+import type { Channel, ServerDuplexStream, StatusObject } from '@grpc/grpc-js';
+import { AgentError, errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { Registry } from 'prom-client';
+import { xdsProxyMetrics, type XdsProxyMetrics } from './metrics.js';
+import type { UpstreamTls } from './options.js';
+import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
+import { DELTA_METHOD, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
+import { bindOwnerOnlySocket, removeOwnSocket, type BoundSocket } from './uds.js';
+import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
+import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
+
+/** A type the agent consumes itself instead of forwarding (NDS for the DNS proxy, PCDS for trust bundles). */
+export interface AgentTypeHandler {
+  readonly typeUrl: string;
+  /**
+   * Called with the first resource of each non-empty response of this type (value points into the
+   * response; copy it to keep it). Resolve to ACK; throw/reject to NACK with the error message.
+   */
+  onResource(resource: RawAny): void | Promise<void>;
+}
+
+export interface XdsProxyOptions {
+  /** Absolute path of the Unix socket to serve (`<cwd>/etc/istio/proxy/XDS`). */
+  readonly udsPath: string;
+  /** istiod host:port. */
+  readonly discoveryAddress: string;
+  /** TLS toward istiod; null = plaintext. */
+  readonly tls: UpstreamTls | null;
+  /** Token file re-read for every upstream stream; null = no authorization header. */
+  readonly tokenPath: string | null;
+  /** `ClusterID` metadata (ISTIO_META_CLUSTER_ID); sent even when empty, as pilot-agent does. */
+  readonly clusterId?: string;
+  /** Extra upstream metadata (XDS_HEADER_*). */
+  readonly xdsHeaders?: Readonly<Record<string, string>>;
+  readonly keepaliveTimeMs?: number;
+  readonly keepaliveTimeoutMs?: number;
+  /** Downstream server limits (ISTIO_GPRC_MAXSTREAMS, ISTIO_GPRC_MAXRECVMSGSIZE). */
+  readonly maxConcurrentStreams?: number;
+  readonly maxDownstreamRecvBytes?: number;
+  /**
+   * pilot-agent keeps one Envoy stream: a new one closes the previous (default true). Set false while two
+   * Envoys share the socket (hot restart: parent and child epoch), so they do not keep closing each other's stream.
+   */
+  readonly exclusiveStream?: boolean;
+  /** Agent-consumed types; on the first LDS request of a stream an initial request for each is sent upstream. */
+  readonly agentTypes?: readonly AgentTypeHandler[];
+  /** The agent's logger; the proxy logs in scope `xdsproxy`. */
+  readonly log: Logger;
+  /** Counter handles (pass `createAgentMetrics()`'s); default: fresh counters in a private registry. */
+  readonly metrics?: XdsProxyMetrics;
+  /** Graceful close deadline before connections are forced closed (default 2000 ms). */
+  readonly closeTimeoutMs?: number;
+  /** A single write to Envoy slower than this is logged (default 10 s, as pilot-agent). */
+  readonly slowSendWarnMs?: number;
+  /** Working directory of this process, used only to shorten an over-long socket path for bind(2). */
+  readonly processCwd?: string;
+}
+
+export interface XdsTypeStatus {
+  /** Last response from istiod. */
+  lastResponseNonce: string;
+  lastResponseVersion: string;
+  lastResponseResources: number;
+  lastResponseAt: string;
+  /** Last request from Envoy (or the agent, for agent types). */
+  lastRequestNonce: string;
+  lastAckedVersion: string;
+  lastNack?: string;
+  requests: number;
+  responses: number;
+}
+
+export interface XdsProxyStatus {
+  readonly udsPath: string;
+  readonly upstreamAddress: string;
+  readonly tls: boolean;
+  readonly listening: boolean;
+  /** The newest Envoy stream is active and its istiod connection is READY. */
+  readonly connected: boolean;
+  /** Envoy streams being relayed (1 at most with exclusiveStream). */
+  readonly activeStreams: number;
+  readonly stream?: {
+    readonly id: number;
+    readonly flavour: 'sotw' | 'delta';
+    readonly startedAt: string;
+    readonly upstreamState: string;
+  };
+  readonly types: Readonly<Record<string, XdsTypeStatus>>;
+  readonly counts: {
+    readonly streams: number;
+    readonly requests: number;
+    readonly responses: number;
+    readonly upstreamFailures: number;
+    readonly upstreamErrors: number;
+    readonly downstreamErrors: number;
+  };
+  readonly lastError?: { readonly at: string; readonly message: string };
+}
+
+export interface XdsProxy {
+  readonly udsPath: string;
+  /** Binds the socket (0600) and starts serving; rejects with an AgentError naming the path on failure. */
+  start(): Promise<void>;
+  /** Ends the active stream, stops serving (forced after `closeTimeoutMs`) and removes the socket. Idempotent. */
+  close(): Promise<void>;
+  getStatus(): XdsProxyStatus;
+}
+
+const identity = (b: Buffer): Buffer => b;
+const ADS_SERVICE_DEFINITION = {
+  StreamAggregatedResources: {
+    path: SOTW_METHOD,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+  DeltaAggregatedResources: {
+    path: DELTA_METHOD,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+} as const;
+
+/** grpc-js's channel-level call: raw Buffers in and out, one message per startRead(). */
+type Call = ReturnType<Channel['createCall']>;
+
+interface EndStatus {
+  code: number;
+  details: string;
+}
+
+/** Shared state the sessions report into. */
+interface ProxyCore {
+  readonly cfg: UpstreamConfig;
+  readonly log: Logger;
+  readonly metrics: XdsProxyMetrics;
+  readonly agentTypes: ReadonlyMap<string, AgentTypeHandler>;
+  readonly slowSendWarnMs: number;
+  readonly counts: { streams: number; requests: number; responses: number; upstreamFailures: number; upstreamErrors: number; downstreamErrors: number };
+  types: Map<string, XdsTypeStatus>;
+  lastError?: { at: string; message: string };
+  unregister(s: Session): void;
+}
+
+function typeStatus(core: ProxyCore, typeUrl: string): XdsTypeStatus {
+  let t = core.types.get(typeUrl);
+  if (!t) {
+    t = {
+      lastResponseNonce: '',
+      lastResponseVersion: '',
+      lastResponseResources: 0,
+      lastResponseAt: '',
+      lastRequestNonce: '',
+      lastAckedVersion: '',
+      requests: 0,
+      responses: 0,
+    };
+    core.types.set(typeUrl, t);
+  }
+  return t;
+}
+
+function recordError(core: ProxyCore, message: string): void {
+  core.lastError = { at: new Date().toISOString(), message };
+}
+
+/** One Envoy stream and the istiod stream paired with it. */
+class Session {
+  readonly startedAt = new Date();
+  private readonly log: Logger;
+  private channel: Channel | undefined;
+  private call: Call | undefined;
+  private readonly sendQueue: Buffer[] = [];
+  private sending = false;
+  private finished = false;
+  private upstreamEnded = false;
+  private initialRequestsSent = false;
+  private upstreamReady = false;
+
+  constructor(
+    private readonly core: ProxyCore,
+    readonly id: number,
+    readonly delta: boolean,
+    private readonly down: ServerDuplexStream<Buffer, Buffer>,
+  ) {
+    this.log = core.log;
+  }
+
+  get flavour(): 'sotw' | 'delta' {
+    return this.delta ? 'delta' : 'sotw';
+  }
+
+  upstreamState(): string {
+    if (!this.channel) return 'NONE';
+    return connectivityState[this.channel.getConnectivityState(false)] ?? 'UNKNOWN';
+  }
+
+  isUpstreamReady(): boolean {
+    return !this.finished && this.channel?.getConnectivityState(false) === connectivityState.READY;
+  }
+
+  /** Wires the downstream events, then dials istiod. Never throws. */
+  run(): void {
+    this.down.on('data', (buf: Buffer) => this.onDownstreamRequest(buf));
+    this.down.on('end', () => this.onDownstreamEnd('graceful', { code: Status.OK, details: 'EOF' }));
+    this.down.on('cancelled', () => this.onDownstreamEnd('expected', { code: Status.CANCELLED, details: 'client disconnected' }));
+    this.down.on('error', (err: Error & Partial<StatusObject>) => {
+      if (this.finished) return; // our own status emission
+      const code = typeof err.code === 'number' ? err.code : Status.UNKNOWN;
+      this.onDownstreamEnd(classifyTermination(code, err.details ?? err.message), { code, details: err.details ?? err.message });
+    });
+    this.down.on('close', () => this.finish(undefined));
+    this.openUpstream().catch((e: unknown) => this.failUpstream({ code: Status.INTERNAL, details: `starting upstream stream: ${errorMessage(e)}` }));
+  }
+
+  private async openUpstream(): Promise<void> {
+    const { cfg } = this.core;
+    let md: Metadata;
+    try {
+      this.channel = await openUpstreamChannel(cfg, this.log);
+      md = await upstreamMetadata(cfg, this.log);
+    } catch (e) {
+      this.channel?.close();
+      this.channel = undefined;
+      const msg = `failed to connect to upstream ${cfg.discoveryAddress}: ${errorMessage(e)}`;
+      this.log.error(msg);
+      this.core.metrics.istiodConnectionFailures.inc();
+      this.core.counts.upstreamFailures++;
+      recordError(this.core, msg);
+      this.finish({ code: Status.UNAVAILABLE, details: msg });
+      return;
+    }
+    if (this.finished) {
+      this.channel.close();
+      return;
+    }
+    this.watchConnectivity(this.channel, connectivityState.IDLE);
+    const call = this.channel.createCall(this.delta ? DELTA_METHOD : SOTW_METHOD, Infinity, undefined, null, null);
+    this.call = call;
+    call.start(md, {
+      onReceiveMetadata: () => {},
+      onReceiveMessage: (buf: Buffer) => {
+        this.onUpstreamResponse(buf).catch((e: unknown) =>
+          this.failUpstream({ code: Status.INTERNAL, details: `relaying response: ${errorMessage(e)}` }),
+        );
+      },
+      onReceiveStatus: (st: StatusObject) => {
+        if (!this.upstreamEnded) this.onUpstreamStatus(st);
+      },
+    });
+    call.startRead();
+    this.flushRequests();
+  }
+
+  private watchConnectivity(channel: Channel, current: connectivityState): void {
+    channel.watchConnectivityState(current, Infinity, () => {
+      const next = channel.getConnectivityState(false);
+      if (next === connectivityState.READY && !this.upstreamReady && !this.finished) {
+        this.upstreamReady = true;
+        this.log.info(`connected to ${this.delta ? 'delta ' : ''}upstream XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
+      }
+      if (next !== connectivityState.SHUTDOWN) this.watchConnectivity(channel, next);
+    });
+  }
+
+  // ---- Envoy -> istiod ----
+
+  private onDownstreamRequest(buf: Buffer): void {
+    if (this.finished) return;
+    let typeUrl: string;
+    try {
+      const s = summarizeRequest(buf, this.delta);
+      typeUrl = s.typeUrl;
+      const t = typeStatus(this.core, typeUrl);
+      t.lastRequestNonce = s.nonce;
+      if (s.nack) t.lastNack = s.errorMessage;
+      else if (!this.delta && s.nonce) t.lastAckedVersion = s.versionInfo;
+      if (this.log.enabled('debug')) {
+        this.log.debug(this.delta ? 'delta request' : `request for type url ${typeUrl}`, {
+          id: this.id,
+          type: shortType(typeUrl),
+          nonce: s.nonce,
+          ...(this.delta ? { sub: s.names, unsub: s.unsubscribe, initial: s.initial } : { version: s.versionInfo, resources: s.names }),
+          ...(s.nack ? { nack: s.errorMessage } : {}),
+        });
+      }
+    } catch (e) {
+      this.onDownstreamEnd('unexpected', { code: Status.INTERNAL, details: `bad request from Envoy: ${errorMessage(e)}` });
+      return;
+    }
+    this.enqueue(buf, typeUrl);
+    if (!this.initialRequestsSent && typeUrl === LISTENER_TYPE) {
+      this.initialRequestsSent = true;
+      for (const t of this.core.agentTypes.keys()) this.enqueue(encodeAgentRequest({ typeUrl: t }, this.delta), t);
+    }
+  }
+
+  private enqueue(buf: Buffer, typeUrl: string): void {
+    typeStatus(this.core, typeUrl).requests++;
+    this.sendQueue.push(buf);
+    this.flushRequests();
+  }
+
+  /** Sends queued requests one at a time (grpc-js accepts the next message once the previous is written). */
+  private flushRequests(): void {
+    const call = this.call;
+    if (!call || this.sending || this.finished || this.upstreamEnded) return;
+    const next = this.sendQueue.shift();
+    if (!next) return;
+    this.sending = true;
+    this.core.metrics.xdsProxyRequests.inc();
+    this.core.counts.requests++;
+    call.sendMessageWithContext(
+      {
+        callback: (err?: Error | null) => {
+          this.sending = false;
+          if (err) {
+            if (!this.finished) this.failUpstream({ code: Status.UNAVAILABLE, details: `send error: ${errorMessage(err)}` });
+            return;
+          }
+          this.flushRequests();
+        },
+      },
+      next,
+    );
+  }
+
+  // ---- istiod -> Envoy ----
+
+  private async onUpstreamResponse(buf: Buffer): Promise<void> {
+    if (this.finished) return;
+    this.core.metrics.xdsProxyResponses.inc();
+    this.core.counts.responses++;
+    let s;
+    try {
+      s = summarizeResponse(buf, this.delta);
+    } catch (e) {
+      this.failUpstream({ code: Status.INTERNAL, details: `bad response from upstream: ${errorMessage(e)}` });
+      return;
+    }
+    const t = typeStatus(this.core, s.typeUrl);
+    t.responses++;
+    t.lastResponseNonce = s.nonce;
+    t.lastResponseVersion = s.versionInfo;
+    t.lastResponseResources = s.resources;
+    t.lastResponseAt = new Date().toISOString();
+    if (this.log.enabled('debug')) {
+      this.log.debug('upstream response', {
+        id: this.id,
+        type: shortType(s.typeUrl),
+        nonce: s.nonce,
+        resources: s.resources,
+        ...(this.delta ? { removes: s.removed } : { version: s.versionInfo }),
+        bytes: buf.length,
+      });
+    }
+
+    const handler = this.core.agentTypes.get(s.typeUrl);
+    if (handler) {
+      if (s.resources > 0) await this.handleAgentType(handler, buf, s.typeUrl, s.nonce, s.versionInfo);
+      this.readNext();
+      return;
+    }
+    if (!isForwardedToEnvoy(s.typeUrl)) {
+      this.log.error(`Skipping forwarding type url ${s.typeUrl} to Envoy as is not a valid Envoy type`);
+      this.readNext();
+      return;
+    }
+    this.forwardToEnvoy(buf, s.typeUrl);
+  }
+
+  private async handleAgentType(handler: AgentTypeHandler, buf: Buffer, typeUrl: string, nonce: string, version: string): Promise<void> {
+    let errorDetail: { code: number; message: string } | undefined;
+    try {
+      const res = firstResource(buf, this.delta);
+      if (!res) throw new Error(`response for ${typeUrl} has no resource`);
+      await handler.onResource(res);
+    } catch (e) {
+      errorDetail = { code: Status.INTERNAL, message: errorMessage(e) };
+      this.log.warn(`agent failed to apply ${shortType(typeUrl)}, sending NACK: ${errorDetail.message}`, { id: this.id });
+    }
+    if (this.finished) return;
+    const t = typeStatus(this.core, typeUrl);
+    if (errorDetail) t.lastNack = errorDetail.message;
+    else t.lastAckedVersion = version;
+    t.lastRequestNonce = nonce;
+    const ack = encodeAgentRequest({ typeUrl, nonce, versionInfo: version, ...(errorDetail ? { errorDetail } : {}) }, this.delta);
+    this.enqueue(ack, typeUrl);
+  }
+
+  private forwardToEnvoy(buf: Buffer, typeUrl: string): void {
+    if (this.finished || this.down.destroyed || this.down.writableEnded) {
+      this.log.error(`downstream dropped ${this.delta ? 'delta ' : ''}xds push to Envoy, connection already closed`, { id: this.id });
+      return;
+    }
+    const started = Date.now();
+    const slow = setTimeout(() => {
+      this.log.warn(`sendDownstream${this.delta ? 'Delta' : ''} is taking more than ${this.core.slowSendWarnMs}ms`, {
+        id: this.id,
+        type: shortType(typeUrl),
+        bytes: buf.length,
+      });
+    }, this.core.slowSendWarnMs);
+    slow.unref();
+    this.down.write(buf, (err?: Error | null) => {
+      clearTimeout(slow);
+      const took = Date.now() - started;
+      if (took > this.core.slowSendWarnMs) this.log.warn(`sendDownstream${this.delta ? 'Delta' : ''} took ${took}ms`, { id: this.id });
+      if (err) {
+        this.onDownstreamEnd('unexpected', { code: Status.UNAVAILABLE, details: `send error for type url ${typeUrl}: ${errorMessage(err)}` });
+        return;
+      }
+      this.readNext();
+    });
+  }
+
+  private readNext(): void {
+    if (!this.finished && !this.upstreamEnded) this.call?.startRead();
+  }
+
+  // ---- endings ----
+
+  private onUpstreamStatus(st: StatusObject): void {
+    this.upstreamEnded = true;
+    const kind = classifyTermination(st.code, st.details);
+    this.core.metrics.istiodConnectionTerminations.inc({ type: terminationLabel(kind) });
+    if (this.finished) return; // we cancelled it
+    if (kind === 'unexpected') {
+      this.core.counts.upstreamErrors++;
+      const msg = `upstream terminated with unexpected error ${statusName(st.code)}: ${st.details}`;
+      this.log.warn(msg, { id: this.id });
+      recordError(this.core, msg);
+    } else {
+      this.log.debug(`upstream terminated with status ${statusName(st.code)}: ${st.details}`, { id: this.id });
+    }
+    this.finish(kind === 'graceful' ? { code: Status.OK, details: 'OK' } : { code: st.code, details: st.details });
+  }
+
+  /** Ends istiod's stream from our side (bad message, send failure) and reports `st` as its outcome. */
+  private failUpstream(st: EndStatus): void {
+    if (this.upstreamEnded) return;
+    this.onUpstreamStatus({ ...st, metadata: new Metadata() }); // sets upstreamEnded: the CANCELLED echo is ignored
+    this.call?.cancelWithStatus(Status.CANCELLED, 'proxy closed the stream');
+  }
+
+  private onDownstreamEnd(kind: TerminationKind, st: EndStatus): void {
+    if (this.finished) return;
+    this.core.metrics.envoyConnectionTerminations.inc({ type: terminationLabel(kind) });
+    if (kind === 'unexpected') {
+      this.core.counts.downstreamErrors++;
+      const msg = `downstream terminated with unexpected error ${statusName(st.code)}: ${st.details}`;
+      this.log.warn(msg, { id: this.id });
+      recordError(this.core, msg);
+    } else {
+      this.log.debug(`downstream terminated with status ${statusName(st.code)}: ${st.details}`, { id: this.id });
+    }
+    this.finish(kind === 'graceful' ? { code: Status.OK, details: 'OK' } : st);
+  }
+
+  /**
+   * Ends the pair: cancels istiod's stream, closes the connection, and ends Envoy's stream with `st`
+   * (undefined when Envoy's side is already gone). Idempotent.
+   */
+  finish(st: EndStatus | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.core.unregister(this);
+    this.sendQueue.length = 0;
+    if (this.call && !this.upstreamEnded) this.call.cancelWithStatus(Status.CANCELLED, 'downstream closed');
+    this.channel?.close();
+    this.log.debug(`disconnected from ${this.delta ? 'delta ' : ''}XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
+    const down = this.down;
+    if (!st || down.destroyed || down.writableEnded || (down as { cancelled?: boolean }).cancelled) return;
+    if (st.code === Status.OK) down.end();
+    else down.emit('error', { code: st.code, details: st.details, metadata: new Metadata() });
+  }
+}
+
+export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
+  const log = opts.log.scope('xdsproxy');
+  const cfg: UpstreamConfig = {
+    discoveryAddress: opts.discoveryAddress,
+    tls: opts.tls,
+    tokenPath: opts.tokenPath,
+    clusterId: opts.clusterId ?? '',
+    xdsHeaders: opts.xdsHeaders ?? {},
+    keepaliveTimeMs: opts.keepaliveTimeMs ?? 30_000,
+    keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 10_000,
+  };
+  const closeTimeoutMs = opts.closeTimeoutMs ?? 2000;
+  const active = new Set<Session>();
+  const exclusive = opts.exclusiveStream ?? true;
+  const newest = (): Session | undefined => [...active].at(-1);
+  let nextId = 0;
+  let server: Server | undefined;
+  let bound: BoundSocket | undefined;
+  let state: 'new' | 'starting' | 'serving' | 'closing' | 'closed' = 'new';
+  let closing: Promise<void> | undefined;
+
+  const core: ProxyCore = {
+    cfg,
+    log,
+    metrics: opts.metrics ?? xdsProxyMetrics(new Registry()),
+    agentTypes: new Map((opts.agentTypes ?? []).map((h) => [h.typeUrl, h])),
+    slowSendWarnMs: opts.slowSendWarnMs ?? 10_000,
+    counts: { streams: 0, requests: 0, responses: 0, upstreamFailures: 0, upstreamErrors: 0, downstreamErrors: 0 },
+    types: new Map(),
+    unregister(s) {
+      active.delete(s);
+    },
+  };
+
+  const handle = (delta: boolean) => (down: ServerDuplexStream<Buffer, Buffer>) => {
+    if (state !== 'serving') {
+      down.emit('error', { code: Status.UNAVAILABLE, details: 'xds proxy is shutting down', metadata: new Metadata() });
+      return;
+    }
+    const s = new Session(core, ++nextId, delta, down);
+    core.counts.streams++;
+    log.debug(`accepted ${delta ? 'delta ' : ''}XDS connection from Envoy, forwarding to upstream XDS server`, { id: s.id });
+    if (exclusive) {
+      for (const prev of [...active]) {
+        log.warn('registered overlapping stream; closing previous', { id: s.id, previous: prev.id });
+        prev.finish({ code: Status.OK, details: 'OK' });
+      }
+    }
+    active.add(s);
+    s.run();
+  };
+
+  async function start(): Promise<void> {
+    if (state !== 'new') throw new AgentError('AGENT_ERR_XDS', 'xds proxy already started');
+    state = 'starting';
+    log.info(`Initializing with upstream address "${cfg.discoveryAddress}" and cluster "${cfg.clusterId}"`);
+    const srv = new Server({
+      'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 100_000,
+      'grpc.max_receive_message_length': opts.maxDownstreamRecvBytes ?? 4 * 1024 * 1024,
+      'grpc.max_send_message_length': -1,
+      'grpc.keepalive_time_ms': cfg.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': cfg.keepaliveTimeoutMs,
+    });
+    srv.addService(ADS_SERVICE_DEFINITION, {
+      StreamAggregatedResources: handle(false),
+      DeltaAggregatedResources: handle(true),
+    });
+    server = srv;
+    try {
+      bound = await bindOwnerOnlySocket(
+        opts.udsPath,
+        (bindPath) =>
+          new Promise<void>((resolve, reject) => {
+            srv.bindAsync(`unix:${bindPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+          }),
+        opts.processCwd ?? process.cwd(),
+      );
+    } catch (e) {
+      state = 'closed';
+      srv.forceShutdown();
+      throw new AgentError('AGENT_ERR_XDS', `failed to listen on unix socket "${opts.udsPath}": ${errorMessage(e)}`, { cause: e });
+    }
+    state = 'serving';
+    log.info(`xds proxy listening on ${opts.udsPath}`);
+  }
+
+  async function doClose(): Promise<void> {
+    const wasServing = state === 'serving' || state === 'starting';
+    state = 'closing';
+    for (const s of [...active]) s.finish({ code: Status.UNAVAILABLE, details: 'xds proxy is shutting down' });
+    const srv = server;
+    if (srv && wasServing) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          srv.forceShutdown();
+          resolve();
+        }, closeTimeoutMs);
+        timer.unref();
+        srv.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    if (bound) await removeOwnSocket(opts.udsPath, bound);
+    state = 'closed';
+  }
+
+  return {
+    udsPath: opts.udsPath,
+    start,
+    close(): Promise<void> {
+      closing ??= doClose();
+      return closing;
+    },
+    getStatus(): XdsProxyStatus {
+      const s = newest();
+      const types: Record<string, XdsTypeStatus> = {};
+      for (const [k, v] of core.types) types[k] = { ...v };
+      return {
+        udsPath: opts.udsPath,
+        upstreamAddress: cfg.discoveryAddress,
+        tls: cfg.tls !== null,
+        listening: state === 'serving',
+        connected: s?.isUpstreamReady() ?? false,
+        activeStreams: active.size,
+        ...(s ? { stream: { id: s.id, flavour: s.flavour, startedAt: s.startedAt.toISOString(), upstreamState: s.upstreamState() } } : {}),
+        types,
+        counts: { ...core.counts },
+        ...(core.lastError ? { lastError: { ...core.lastError } } : {}),
+      };
+    },
+  };
+}

@@ -1,0 +1,63 @@
+// Creating the XDS Unix socket with owner-only permissions and no window in which it is more open.
+// The socket is bound inside a fresh 0700 directory next to its final path (unreachable by anyone else),
+// chmod'ed to 0600 there, and only then renamed into place. rename(2) is atomic and keeps the bound
+// socket, so the path either does not exist or is a listening, owner-only socket. No process-wide umask
+// change is needed (that would race with other files the agent writes at the same time).
+import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, join, relative } from 'node:path';
+
+/** sizeof(sockaddr_un.sun_path) - 1 on Linux. */
+const MAX_UNIX_PATH = 107;
+
+export interface BoundSocket {
+  /** Inode of the socket file, to remove only our own socket on close. */
+  readonly ino: number;
+}
+
+/** Shortest usable spelling of `abs` for bind(2): absolute, or relative to `processCwd` when that fits. */
+function bindablePath(abs: string, processCwd: string): string {
+  if (Buffer.byteLength(abs) <= MAX_UNIX_PATH) return abs;
+  const rel = relative(processCwd, abs);
+  if (Buffer.byteLength(rel) <= MAX_UNIX_PATH) return rel;
+  throw new Error(`unix socket path too long (${Buffer.byteLength(abs)} bytes, max ${MAX_UNIX_PATH}): ${abs}`);
+}
+
+/**
+ * Removes a stale socket at `path`, creates its directory (0750), and binds a listening socket there with
+ * mode 0600 through `bind` (which receives the path to bind to and resolves once listening).
+ */
+export async function bindOwnerOnlySocket(
+  path: string,
+  bind: (bindPath: string) => Promise<void>,
+  processCwd: string,
+): Promise<BoundSocket> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true, mode: 0o750 });
+  try {
+    await unlink(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`failed to remove unix://${path}: ${(e as Error).message}`);
+  }
+  const tmpDir = await mkdtemp(join(dir, `.${basename(path)}-`)); // mode 0700
+  try {
+    const tmpSock = join(tmpDir, 's');
+    await bind(bindablePath(tmpSock, processCwd));
+    await chmod(tmpSock, 0o600);
+    await rename(tmpSock, path);
+    const st = await lstat(path);
+    if (!st.isSocket()) throw new Error(`${path} is not a socket after rename`);
+    return { ino: st.ino };
+  } finally {
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** Removes the socket file if it is still the one we created. */
+export async function removeOwnSocket(path: string, sock: BoundSocket): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (st.isSocket() && st.ino === sock.ino) await unlink(path);
+  } catch {
+    // already gone
+  }
+}
