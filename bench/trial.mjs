@@ -110,7 +110,7 @@ function trackAcks(cp) {
       seen.set(r.nonce, rec);
       waiters.get(r.nonce)?.(rec);
     }
-    for (; csrIdx < cp.csrs.length; csrIdx++) csrTimes.push({ t: now, ok: cp.csrs[csrIdx].ok, error: cp.csrs[csrIdx].error });
+    for (; csrIdx < cp.csrs.length; csrIdx++) csrTimes.push({ t: now, wall: Date.now(), ok: cp.csrs[csrIdx].ok, error: cp.csrs[csrIdx].error });
   });
   return {
     csrTimes,
@@ -274,17 +274,25 @@ async function steadyTrial(cp, acks, resources, httpClusters, res) {
     };
     const cdsBefore = await envoyStat('cluster_manager.cds.update_success');
 
-    // sequential churn: one changed cluster per push, wait for Envoy's ACK before the next
-    const seq = [];
-    s = startSampler(agent.pid, 100);
-    for (let i = 0; i < (cfg.churnSeq ?? 100); i++) {
+    // sustained churn: one changed cluster per push at a fixed rate; latency = push -> Envoy's ACK
+    // arriving back at the control plane through the agent (Envoy ACKs after applying the update)
+    const rate = cfg.churnRate ?? 20;
+    const churnMs = cfg.churnMs ?? 10_000;
+    const pending = [];
+    s = startSampler(agent.pid, 250);
+    const tStart = performance.now();
+    for (let i = 0; performance.now() - tStart < churnMs; i++) {
       const p = push([resources.churn(i)]);
-      const a = await acks.wait(p.nonce, 30_000);
-      if (a.kind === 'nack') throw new Error(`Envoy NACKed churn update ${i}: ${a.error}`);
-      seq.push(a.t - p.t);
+      pending.push(acks.wait(p.nonce, 30_000).then((a) => {
+        if (a.kind === 'nack') throw new Error(`Envoy NACKed churn update ${i}: ${a.error}`);
+        return a.t - p.t;
+      }));
+      const next = tStart + ((i + 1) * 1000) / rate;
+      await sleep(Math.max(0, next - performance.now()));
     }
-    res.churnSeq = { latencyMs: seq, usage: s.stop() };
-    log(`sequential churn: median ${summarize(seq).median.toFixed(2)} ms, cpu ${res.churnSeq.usage.cpuPct.toFixed(1)} %`);
+    const seq = await Promise.all(pending);
+    res.churnSeq = { rate, latencyMs: seq, usage: s.stop() };
+    log(`sustained churn (${seq.length} updates at ${rate}/s): median ${summarize(seq).median.toFixed(2)} ms, cpu ${res.churnSeq.usage.cpuPct.toFixed(1)} %`);
 
     // burst: N pushes back to back; time until the last one is ACKed
     await sleep(500);
@@ -337,18 +345,20 @@ async function steadyTrial(cp, acks, resources, httpClusters, res) {
   return res;
 }
 
-/** Workload certificates Envoy holds (from admin /certs): serials of chains with a spiffe:// URI SAN. */
-async function envoyWorkloadSerials() {
+/** Workload certificates Envoy holds (admin /certs): chains with a spiffe:// URI SAN, with serial and NotAfter (ms). */
+async function envoyWorkloadCerts() {
   const r = await httpGet(15000, '/certs');
   if (r.status !== 200) return [];
   try {
-    const serials = [];
+    const out = [];
     for (const c of JSON.parse(r.body).certificates ?? []) {
       for (const ch of c.cert_chain ?? []) {
-        if ((ch.subject_alt_names ?? []).some((s) => String(s.uri ?? '').startsWith('spiffe://'))) serials.push(ch.serial_number);
+        if ((ch.subject_alt_names ?? []).some((s) => String(s.uri ?? '').startsWith('spiffe://'))) {
+          out.push({ serial: ch.serial_number, notAfter: Date.parse(ch.expiration_time) });
+        }
       }
     }
-    return serials;
+    return out;
   } catch {
     return [];
   }
@@ -357,53 +367,56 @@ async function envoyWorkloadSerials() {
 async function certTrial(cp, acks, resources, httpClusters, res) {
   const { pod, env } = await makePod(cp);
   const ttlS = cfg.secretTtlS ?? 16;
-  const agent = spawnAgent(pod, { ...env, SECRET_TTL: `${ttlS}s`, SECRET_GRACE_PERIOD_RATIO: '0.5', SECRET_GRACE_PERIOD_RATIO_JITTER: '0' });
+  const grace = 0.5;
+  const agent = spawnAgent(pod, { ...env, SECRET_TTL: `${ttlS}s`, SECRET_GRACE_PERIOD_RATIO: String(grace), SECRET_GRACE_PERIOD_RATIO_JITTER: '0' });
+  const timeoutMs = cfg.certTimeoutMs ?? 20_000;
   try {
     res.ready = await waitReady(agent);
     res.secretTtlS = ttlS;
     const base = resources.base(httpClusters, 0);
     // Envoy asks the agent for "default" and "ROOTCA" over SDS once a cluster needs them
     const csr0 = acks.csrTimes.length;
-    const tPush = performance.now();
+    const tPush = Date.now();
     cp.setResources(CLUSTER_TYPE, [...base, resources.mtls()]);
     const first = await pollUntil(async () => {
-      const s = await envoyWorkloadSerials();
-      return s.length ? { t: performance.now(), serial: s[0] } : undefined;
-    }, cfg.certTimeoutMs ?? 20_000, 20);
+      const c = await envoyWorkloadCerts();
+      return c.length ? { wall: Date.now(), ...c[0] } : undefined;
+    }, timeoutMs, 20);
     if (!first) {
-      res.sds = { implemented: false, note: `no workload certificate in Envoy within ${cfg.certTimeoutMs ?? 20_000} ms of a cluster needing it` };
+      res.sds = { implemented: false, csrs: acks.csrTimes.length - csr0, note: `no workload certificate in Envoy within ${timeoutMs} ms of a cluster needing it` };
       log(res.sds.note);
       return res;
     }
     const csr = acks.csrTimes[csr0];
     res.sds = {
       implemented: true,
-      firstMs: first.t - tPush,
-      firstCsrToEnvoyMs: csr ? first.t - csr.t : NaN,
-      pushToCsrMs: csr ? csr.t - tPush : NaN,
+      firstMs: first.wall - tPush,
+      firstCsrToEnvoyMs: csr ? first.wall - csr.wall : NaN,
+      pushToCsrMs: csr ? csr.wall - tPush : NaN,
       rotations: [],
     };
-    log(`first cert: ${res.sds.firstMs.toFixed(0)} ms after the cluster push (CSR at +${res.sds.pushToCsrMs.toFixed(0)} ms)`);
-    // rotations: due at issue + TTL * (1 - 0.5); the issue time is when the CA signed (CreatedTime is
-    // taken by the agent right after, within the same millisecond on this loopback)
-    let serial = first.serial;
-    let issuedAt = csr?.t ?? first.t;
-    s: for (let k = 0; k < (cfg.rotations ?? 3); k++) {
+    log(`first cert: ${res.sds.firstMs} ms after the cluster push (CSR at +${res.sds.pushToCsrMs} ms)`);
+    // Rotation is due at created + (1 - grace) * (notAfter - created), pilot-agent's rule; "created" is
+    // when the agent got the signed certificate, i.e. (on loopback) when the CA signed it.
+    let cur = first;
+    let issuedAt = csr?.wall ?? first.wall;
+    for (let k = 0; k < (cfg.rotations ?? 3); k++) {
       const before = acks.csrTimes.length;
       const got = await pollUntil(async () => {
-        const s = await envoyWorkloadSerials();
-        return s.length && !s.includes(serial) ? { t: performance.now(), serial: s[0] } : undefined;
+        const c = await envoyWorkloadCerts();
+        const fresh = c.find((x) => x.serial !== cur.serial);
+        return fresh ? { wall: Date.now(), ...fresh } : undefined;
       }, ttlS * 1000 + 10_000, 20);
       if (!got) {
         res.sds.rotationNote = `no rotation within ${ttlS + 10} s`;
-        break s;
+        break;
       }
       const c = acks.csrTimes[before];
-      const due = issuedAt + (ttlS * 1000) / 2;
-      res.sds.rotations.push({ dueToEnvoyMs: got.t - due, csrToEnvoyMs: c ? got.t - c.t : NaN, periodMs: c ? c.t - issuedAt : NaN });
-      log(`rotation ${k + 1}: Envoy has the new cert ${(got.t - due).toFixed(0)} ms after it was due (CA signed ${c ? (got.t - c.t).toFixed(0) : '?'} ms before)`);
-      serial = got.serial;
-      issuedAt = c?.t ?? got.t;
+      const due = issuedAt + (1 - grace) * (cur.notAfter - issuedAt);
+      res.sds.rotations.push({ dueToEnvoyMs: got.wall - due, csrToEnvoyMs: c ? got.wall - c.wall : NaN, periodMs: c ? c.wall - issuedAt : NaN });
+      log(`rotation ${k + 1}: new cert in Envoy ${got.wall - due} ms after due (CA signed ${c ? got.wall - c.wall : '?'} ms before)`);
+      cur = got;
+      issuedAt = c?.wall ?? got.wall;
     }
     res.csrFailures = acks.csrTimes.filter((c) => !c.ok).map((c) => c.error);
   } finally {

@@ -191,6 +191,11 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   const proxyType = typeArg as ProxyType;
 
   const env = parseAgentEnv(ctx.env, issues);
+  if (['aws', 'azure', 'gcp'].includes(env.cloudPlatform)) {
+    log.warn(`CLOUD_PLATFORM=${env.cloudPlatform}: platform metadata and locality are not read from the cloud metadata server; the platform is treated as unknown`);
+  } else if (env.cloudPlatform !== 'none') {
+    log.debug('no CLOUD_PLATFORM: cloud metadata servers are not probed; the platform is treated as unknown');
+  }
   const cwd = ctx.cwd;
   const pod = await readPodInfo(cwd, issues);
   const annotations = pod.annotations.values;

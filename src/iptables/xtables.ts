@@ -3,6 +3,7 @@
 
 import { closeSync, openSync, writeSync, constants as fsc } from 'node:fs';
 import { AgentError } from '../lib/errors.js';
+import { ruleWords } from './rules.js';
 
 export type XtCmd = 'iptables' | 'save' | 'restore';
 
@@ -207,7 +208,10 @@ export class RealXtables implements Xtables {
   async run(cmd: XtCmd, bins: XtBinaries, args: readonly string[], opts: RunOptions = {}): Promise<string> {
     const bin = binaryFor(cmd, bins);
     const write = cmd !== 'save';
-    const full = write && needsLock(bins) ? [...args, '--wait=30'] : [...args];
+    // values are printed verbatim into restore payloads, where iptables-restore splits them on blanks;
+    // split single commands the same way so `-C`/`-D` match what the restore created
+    const words = cmd === 'iptables' ? ruleWords(args) : [...args];
+    const full = write && needsLock(bins) ? [...words, '--wait=30'] : words;
     const extraEnv: Record<string, string> = {};
     if (write && needsLock(bins) && this.opts.podScopedLockFile && !versionLess(bins.version, [1, 8, 6]))
       extraEnv['XTABLES_LOCKFILE'] = this.opts.podScopedLockFile;

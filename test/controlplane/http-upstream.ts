@@ -17,9 +17,15 @@ export async function startHttpUpstream(opts: { host?: string; port?: number; na
   const server: Server = createServer((req, res) => {
     requests++;
     req.resume();
+    // `?delay=<ms>` holds the response, so tests can have requests in flight
+    const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delay') ?? 0);
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name });
-      res.end(`hello from ${name}: ${req.method} ${req.url}\n`);
+      const answer = () => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name });
+        res.end(`hello from ${name}: ${req.method} ${req.url}\n`);
+      };
+      if (delay > 0) setTimeout(answer, Math.min(delay, 60_000));
+      else answer();
     });
   });
   await new Promise<void>((resolve, reject) => {
