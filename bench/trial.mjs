@@ -368,34 +368,37 @@ async function certTrial(cp, acks, resources, httpClusters, res) {
   const { pod, env } = await makePod(cp);
   const ttlS = cfg.secretTtlS ?? 16;
   const grace = 0.5;
+  // a cluster that needs the workload certificate and the root (as Istio's mTLS clusters do) is
+  // served from the start, so Envoy asks the agent for both over SDS while starting
+  cp.setResources(CLUSTER_TYPE, [...resources.base(httpClusters, 0), resources.mtls()]);
+  const csr0 = acks.csrTimes.length;
+  const tSpawn = Date.now();
   const agent = spawnAgent(pod, { ...env, SECRET_TTL: `${ttlS}s`, SECRET_GRACE_PERIOD_RATIO: String(grace), SECRET_GRACE_PERIOD_RATIO_JITTER: '0' });
   const timeoutMs = cfg.certTimeoutMs ?? 20_000;
   try {
-    res.ready = await waitReady(agent);
     res.secretTtlS = ttlS;
-    const base = resources.base(httpClusters, 0);
-    // Envoy asks the agent for "default" and "ROOTCA" over SDS once a cluster needs them
-    const csr0 = acks.csrTimes.length;
-    const tPush = Date.now();
-    cp.setResources(CLUSTER_TYPE, [...base, resources.mtls()]);
+    // readiness is recorded but not required: Envoy's init waits for the secrets
+    const ready = waitReady(agent, timeoutMs).then((r) => (res.ready = r), (e) => (res.readyError = String(e.message).split('\n')[0]));
     const first = await pollUntil(async () => {
+      if (!agent.alive()) throw new Error(`agent exited; output:\n${agent.output().slice(-4000)}`);
       const c = await envoyWorkloadCerts();
       return c.length ? { wall: Date.now(), ...c[0] } : undefined;
     }, timeoutMs, 20);
+    await ready;
     if (!first) {
-      res.sds = { implemented: false, csrs: acks.csrTimes.length - csr0, note: `no workload certificate in Envoy within ${timeoutMs} ms of a cluster needing it` };
+      res.sds = { implemented: false, csrs: acks.csrTimes.length - csr0, note: `no workload certificate in Envoy within ${timeoutMs} ms of the agent's start` };
       log(res.sds.note);
       return res;
     }
     const csr = acks.csrTimes[csr0];
     res.sds = {
       implemented: true,
-      firstMs: first.wall - tPush,
-      firstCsrToEnvoyMs: csr ? first.wall - csr.wall : NaN,
-      pushToCsrMs: csr ? csr.wall - tPush : NaN,
+      spawnToEnvoyMs: first.wall - tSpawn,
+      spawnToCsrMs: csr ? csr.wall - tSpawn : NaN,
+      csrToEnvoyMs: csr ? first.wall - csr.wall : NaN,
       rotations: [],
     };
-    log(`first cert: ${res.sds.firstMs} ms after the cluster push (CSR at +${res.sds.pushToCsrMs} ms)`);
+    log(`first cert: in Envoy ${res.sds.spawnToEnvoyMs} ms after spawn (CA signed at +${res.sds.spawnToCsrMs} ms)`);
     // Rotation is due at created + (1 - grace) * (notAfter - created), pilot-agent's rule; "created" is
     // when the agent got the signed certificate, i.e. (on loopback) when the CA signed it.
     let cur = first;

@@ -38,6 +38,8 @@ export interface LoadOptions {
   readonly hostCpus?: number;
   /** Resolves a host name to IP addresses (statsdUdpAddress); default: the system resolver. */
   readonly lookup?: (host: string) => Promise<string[]>;
+  /** Log the FLAG lines and the version (default true; a reload for a hot restart can turn it off). */
+  readonly logStartup?: boolean;
 }
 
 export interface LoadedProxyCommand {
@@ -180,11 +182,13 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   }
   const log = loggerFromFlags(logFlags, ctx);
 
-  for (const spec of [...PROXY_FLAGS].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    log.info(`FLAG: --${spec.name}=${goQuote(flagValueText(p, spec.name))}`);
+  if (opts.logStartup ?? true) {
+    for (const spec of [...PROXY_FLAGS].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      log.info(`FLAG: --${spec.name}=${goQuote(flagValueText(p, spec.name))}`);
+    }
+    for (const u of p.unknown) log.warn(`ignoring unknown flag ${u} (pilot-agent accepts and ignores unknown flags)`);
+    log.info(`Version ${ISTIO_VERSION}-${ISTIO_GIT_REVISION}-Clean (${AGENT_NAME} ${AGENT_VERSION})`);
   }
-  for (const u of p.unknown) log.warn(`ignoring unknown flag ${u} (pilot-agent accepts and ignores unknown flags)`);
-  log.info(`Version ${ISTIO_VERSION}-${ISTIO_GIT_REVISION}-Clean (${AGENT_NAME} ${AGENT_VERSION})`);
 
   const typeArg = p.positionals[0] ?? 'sidecar';
   if (!(PROXY_TYPES as readonly string[]).includes(typeArg)) issues.add('argument proxy type', `invalid proxy Type: ${typeArg}`);
