@@ -142,6 +142,7 @@ export function startSampler(rootPid, intervalMs = 250) {
   const base = new Map(pids.map((p) => [p, readStat(p)?.ticks ?? 0]));
   const last = new Map(base);
   const rss = [];
+  const points = []; // [ms since start, total ticks since start]
   const t0 = performance.now();
   const sample = () => {
     pids = agentPids(rootPid);
@@ -155,6 +156,9 @@ export function startSampler(rootPid, intervalMs = 250) {
       kb += readRssKb(p);
     }
     if (kb > 0) rss.push(kb);
+    let ticks = 0;
+    for (const [p, t] of last) ticks += t - (base.get(p) ?? 0);
+    points.push([performance.now() - t0, ticks]);
   };
   sample();
   const timer = setInterval(sample, intervalMs);
@@ -166,10 +170,20 @@ export function startSampler(rootPid, intervalMs = 250) {
       let ticks = 0;
       for (const [p, t] of last) ticks += t - (base.get(p) ?? 0);
       const cpuS = ticks / hz;
+      // CPU % per window of ~1 s (between the samples nearest to each whole second)
+      const windows = [];
+      const step = Math.max(1, Math.round(1000 / intervalMs));
+      for (let i = step; i < points.length; i += step) {
+        const [ta, ka] = points[i - step];
+        const [tb, kb] = points[i];
+        if (tb > ta) windows.push((100 * (kb - ka)) / hz / ((tb - ta) / 1000));
+      }
       return {
+        cpuPctWindows: windows,
         wallS,
         cpuS,
         cpuPct: wallS > 0 ? (100 * cpuS) / wallS : NaN,
+        rssMiB: rss.map((kb) => Math.round(kb / 102.4) / 10),
         rssMedianMiB: percentile(rss, 50) / 1024,
         rssMaxMiB: (rss.length ? Math.max(...rss) : NaN) / 1024,
         samples: rss.length,

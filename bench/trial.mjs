@@ -34,6 +34,16 @@ const log = (msg) => process.stderr.write(`[${AGENT}/${cfg.kind}] ${msg}\n`);
 
 if (AGENT !== 'go' && AGENT !== 'ours') throw new Error(`trial: agent must be go or ours, got ${AGENT}`);
 
+// What to undo if run.mjs stops this trial early (SIGTERM/SIGINT): agents and istiod run in their own
+// process groups, so they would not get the signal otherwise.
+const undo = new Set();
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.once(sig, () => {
+    const all = [...undo].map((f) => Promise.resolve().then(f).catch(() => {}));
+    void Promise.race([Promise.all(all), sleep(10_000)]).then(() => process.exit(130));
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // resources
 
@@ -140,10 +150,10 @@ function trackAcks(cp) {
 // ---------------------------------------------------------------------------------------------
 // the agent
 
-async function makePod(cp) {
+async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN }) {
   const pod = await createPod({
-    rootCert: cp.ca.rootCertPem,
-    token: TOKEN,
+    rootCert: who.rootCert,
+    token: who.token,
     proxyConfig: { binaryPath: envoyBin(), discoveryAddress: `localhost:${XDS_PORT}`, terminationDrainDuration: '1s' },
   });
   // The Istio bootstrap template where pilot-agent looks for it (ours may use its own copy).
@@ -176,6 +186,9 @@ function spawnAgent(pod, env) {
       /* gone */
     }
   };
+  const kill = () => group('SIGKILL');
+  undo.add(kill);
+  void exited.then(() => undo.delete(kill));
   return {
     t0,
     pid: child.pid,
@@ -429,38 +442,125 @@ async function certTrial(cp, acks, resources, httpClusters, res) {
   return res;
 }
 
+const serviceEntry = (name, host, port) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: ${name}
+  namespace: default
+spec:
+  hosts: [${host}]
+  ports: [{number: ${port}, name: http, protocol: HTTP}]
+  resolution: STATIC
+  location: MESH_EXTERNAL
+  endpoints: [{address: 127.0.0.1}]
+`;
+
+/** Against the real istiod: start-up to ready, then ServiceEntry writes until Envoy holds the cluster. */
+async function istiodTrial(res) {
+  const { startIstiod, DEFAULT_ISTIOD_PORTS } = await import(B('test/helpers/istiod.js'));
+  const configs = {};
+  for (let i = 0; i < (cfg.serviceEntries ?? 20); i++) configs[`se-${i}.yaml`] = serviceEntry(`se-${i}`, `svc-${i}.bench.test`, 8000 + i);
+  const istiod = await startIstiod({ ports: DEFAULT_ISTIOD_PORTS, configs, logLevel: 'default:warn' });
+  const stopIstiod = () => istiod.stop();
+  undo.add(stopIstiod);
+  const who = { rootCert: istiod.rootCertPem, token: istiod.mintToken('default', 'sleep') };
+  const times = { ready15021: [], ready15020: [] };
+  const warm = cfg.warmup ?? 1;
+  const readyTimeoutMs = cfg.readyTimeoutMs ?? 30_000;
+  try {
+    for (let i = 0; i < warm + cfg.reps; i++) {
+      const last = i === warm + cfg.reps - 1;
+      const { pod, env } = await makePod(undefined, who);
+      const agent = spawnAgent(pod, env);
+      try {
+        let r;
+        try {
+          r = await waitReady(agent, readyTimeoutMs);
+        } catch (e) {
+          // not ready: say why, from Envoy's own counters and the agent's readiness answer
+          const stat = async (n) => envoyStat(n);
+          res.notReady = {
+            afterMs: readyTimeoutMs,
+            error: String(e.message).split('\n')[0],
+            agentReady: await httpGet(15020, '/healthz/ready').then((r) => `${r.status} ${r.body.slice(0, 200)}`.trim()),
+            cdsUpdates: await stat('cluster_manager.cds.update_success'),
+            ldsUpdates: await stat('listener_manager.lds.update_success'),
+            workersStarted: await stat('listener_manager.workers_started'),
+            warmingListeners: await stat('listener_manager.total_listeners_warming'),
+            warmingClusters: await stat('cluster_manager.warming_clusters'),
+            // Envoy's unready init targets: what its start-up is waiting for
+            unreadyTargets: await httpGet(15000, '/init_dump').then((r) => [...new Set([...r.body.matchAll(/"target_names":\s*\[([^\]]*)\]/g)].flatMap((m) => m[1].split(',').map((x) => x.trim().replace(/^"|"$/g, '')).filter(Boolean)))]),
+          };
+          log(`not ready within ${readyTimeoutMs} ms: ${JSON.stringify(res.notReady)}`);
+          break;
+        }
+        log(`start ${i < warm ? 'warm-up' : i - warm + 1}: 15021 ${r.ready15021.toFixed(0)} ms, 15020 ${r.ready15020.toFixed(0)} ms`);
+        if (i >= warm) {
+          times.ready15021.push(r.ready15021);
+          times.ready15020.push(r.ready15020);
+        }
+        if (last) {
+          // istiod pushes on config change (after its debounce); latency = file written -> Envoy has the cluster
+          const push = [];
+          for (let k = 0; k < (cfg.pushes ?? 10); k++) {
+            await sleep(300);
+            const host = `pushed-${k}.bench.test`;
+            const t = performance.now();
+            await istiod.writeConfig(`pushed-${k}.yaml`, serviceEntry(`pushed-${k}`, host, 9000 + k));
+            const got = await pollUntil(async () => ((await httpGet(15000, '/clusters')).body.includes(`||${host}::`) ? performance.now() : undefined), 30_000, 10);
+            if (got === undefined) throw new Error(`Envoy never got the cluster for ${host}`);
+            push.push(got - t);
+          }
+          res.istiodPushMs = push;
+          log(`istiod push -> Envoy cluster: median ${summarize(push).median.toFixed(0)} ms`);
+        }
+      } finally {
+        await agent.stop();
+        await pod.cleanup();
+      }
+    }
+  } finally {
+    undo.delete(stopIstiod);
+    await istiod.stop();
+  }
+  return { ...res, startup: times };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
   const shmBefore = new Set(await readdir('/dev/shm').catch(() => []));
-  const upstream = await startHttpUpstream({ name: 'bench-upstream' });
-  const httpConfig = { listenerPort: LISTENER_PORT, upstreamPort: upstream.port };
-  const cp = await startControlPlane({
-    address: `localhost:${XDS_PORT}`,
-    tls: true,
-    requireToken: TOKEN,
-    http: httpConfig,
-  });
-  // the HTTP config's cluster as raw resources, so every later CDS push keeps it
-  const served = cp.protos.encodeResources(CLUSTER_TYPE, httpConfigMessages(cp.protos, httpConfig).clusters);
-  const acks = trackAcks(cp);
-  const resources = makeResources(cp);
-  cp.setResources(CLUSTER_TYPE, resources.base(served, cfg.baseClusters ?? 50));
   let res = { agent: AGENT, kind: cfg.kind };
   try {
-    if (cfg.kind === 'startup') res = await startupTrial(cp, res);
-    else if (cfg.kind === 'steady') res = await steadyTrial(cp, acks, resources, served, res);
-    else if (cfg.kind === 'cert') res = await certTrial(cp, acks, resources, served, res);
-    else throw new Error(`unknown trial kind ${cfg.kind}`);
+    if (cfg.kind === 'istiod') res = await istiodTrial(res);
+    else res = await withControlPlane(res);
   } finally {
-    await cp.stop();
-    await upstream.close();
     // Envoy's hot-restart shared memory, if an Envoy died without removing it
     for (const f of await readdir('/dev/shm').catch(() => [])) {
       if (!shmBefore.has(f) && f.startsWith('envoy_shared_memory')) await rm(join('/dev/shm', f), { force: true });
     }
   }
   process.stdout.write(`${JSON.stringify(res)}\n`);
+}
+
+async function withControlPlane(res) {
+  const upstream = await startHttpUpstream({ name: 'bench-upstream' });
+  const httpConfig = { listenerPort: LISTENER_PORT, upstreamPort: upstream.port };
+  const cp = await startControlPlane({ address: `localhost:${XDS_PORT}`, tls: true, requireToken: TOKEN, http: httpConfig });
+  try {
+    // the HTTP config's cluster as raw resources, so every later CDS push keeps it
+    const served = cp.protos.encodeResources(CLUSTER_TYPE, httpConfigMessages(cp.protos, httpConfig).clusters);
+    const acks = trackAcks(cp);
+    const resources = makeResources(cp);
+    cp.setResources(CLUSTER_TYPE, resources.base(served, cfg.baseClusters ?? 50));
+    if (cfg.kind === 'startup') return await startupTrial(cp, res);
+    if (cfg.kind === 'steady') return await steadyTrial(cp, acks, resources, served, res);
+    if (cfg.kind === 'cert') return await certTrial(cp, acks, resources, served, res);
+    throw new Error(`unknown trial kind ${cfg.kind}`);
+  } finally {
+    await cp.stop();
+    await upstream.close();
+  }
 }
 
 main().then(

@@ -132,6 +132,10 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
 
     // 3. gRPC bootstrap, 4. Envoy bootstrap
     runtime = await probeBootstrapRuntime(cfg);
+    // a non-default workload SDS socket (e.g. SPIRE) must already be served by someone else
+    if (cfg.env.workloadIdentitySocketFile !== 'socket' && !runtime.workloadSocketExists) {
+      throw new AgentError('AGENT_ERR_CONFIG', `agent configured for non-default SDS socket (WORKLOAD_IDENTITY_SOCKET_FILE=${cfg.env.workloadIdentitySocketFile}), but no socket found at ${cfg.paths.workloadSdsSocket}`);
+    }
     await writeGrpcBootstrap(cfg, runtime);
     const gen = await generateBootstrap(cfg, log, runtime);
     envoyConfigArg = gen.envoyConfigArg;

@@ -34,6 +34,10 @@ export async function runProxy(args: readonly string[], ctx: CliContext): Promis
       const runtime = await probeBootstrapRuntime(config);
       const grpc = await writeGrpcBootstrap(config, runtime);
       log.info(`gRPC bootstrap written to ${grpc}`);
+      if (config.env.disableEnvoy) {
+        log.info('DISABLE_ENVOY is set: no Envoy bootstrap (proxyless mode)');
+        return 0;
+      }
       const out = await generateBootstrap(config, log, runtime);
       log.info(out.generated ? `Envoy bootstrap written to ${out.path}` : `Envoy bootstrap is the custom config file ${out.path}`);
       return 0;

@@ -142,3 +142,31 @@ test('POST /quitquitquit exits at once without draining', async (t) => {
   assert.ok(Date.now() - t0 < 5000);
   assert.deepEqual(await envoyPidsIn(pod.cwd), []);
 });
+
+test('POST /drain (native-sidecar preStop) drains Envoy without exiting; the later SIGTERM then stops at once', async (t) => {
+  const { agent } = await startMesh(t, { pod: { proxyConfig: { terminationDrainDuration: '30s' } } });
+  const r = await httpGet('http://127.0.0.1:15020/drain', { method: 'POST' });
+  assert.equal(r.status, 200);
+  await agent.waitForLog(/Agent draining proxy/, 5000);
+  // Envoy stays up (skip_exit) and keeps serving what is not inbound
+  assert.equal((await httpGet(APP)).status, 200);
+  const t0 = Date.now();
+  agent.signal('SIGTERM');
+  assert.deepEqual(await agent.exited, { code: 0, signal: null });
+  assert.ok(Date.now() - t0 < 5000, 'the drain period was not skipped');
+  assert.match(agent.output(), /Agent already drained, exiting immediately/);
+});
+
+test('EXIT_ON_ZERO_ACTIVE_CONNECTIONS: after SIGTERM the agent waits for the last active connection, then stops Envoy', async (t) => {
+  const { pod, agent } = await startMesh(t, { pod: { env: { EXIT_ON_ZERO_ACTIVE_CONNECTIONS: 'true', MINIMUM_DRAIN_DURATION: '1s' } } });
+  const slow = httpGet(`${APP}slow?delay=4500`, { timeoutMs: 20_000 });
+  await new Promise((r) => setTimeout(r, 300));
+  const t0 = Date.now();
+  agent.signal('SIGTERM');
+  await agent.waitForLog(/There are still 1 active connections/, 5000);
+  assert.equal((await slow).status, 200);
+  assert.deepEqual(await agent.exited, { code: 0, signal: null });
+  assert.ok(Date.now() - t0 >= 4000, `exited after ${Date.now() - t0}ms, before the connection ended`);
+  assert.match(agent.output(), /There are no more active connections\. terminating proxy/);
+  assert.deepEqual(await envoyPidsIn(pod.cwd), []);
+});

@@ -1,0 +1,202 @@
+// `npm run bench` (scripts/bench.sh): our agent vs the Go pilot-agent, side by side, on the same Envoy,
+// the same control plane and the same pod inputs. Each trial runs in a fresh network namespace (so both
+// agents use their default ports 15000/15020/15021/15090), one after the other, alternating agents per
+// trial kind. Writes BENCHMARKS.md (and, with --json FILE, the raw results).
+//
+//   node bench/run.mjs [--quick] [--out BENCHMARKS.md] [--json FILE] [--agents go,ours] [--only startup,steady,cert,istiod]
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, release, totalmem, tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { renderReport } from './report.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..');
+const { createNetns } = await import(join(ROOT, 'build/test/helpers/go-agent.js'));
+const { envoyBin, pilotAgentBin, AGENT_CLI } = await import(join(ROOT, 'build/test/helpers/peers.js'));
+
+const { values: opt } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(ROOT, 'BENCHMARKS.md') },
+    json: { type: 'string' },
+    agents: { type: 'string', default: 'go,ours' },
+    only: { type: 'string', default: 'startup,steady,cert,istiod' },
+  },
+});
+
+const quick = opt.quick;
+/** The plan: trial kinds in order, each run for every agent. */
+const PLAN = {
+  startup: { kind: 'startup', reps: quick ? 3 : 7, warmup: 1, baseClusters: 50 },
+  steady: { kind: 'steady', runs: quick ? 1 : 2, idleMs: 10_000, settleMs: 3000, baseClusters: 50, churnRate: 20, churnMs: quick ? 5000 : 10_000, churnBurst: 200, burstReps: 3, large: { n: 1000, bytes: 20_000 }, largeReps: quick ? 2 : 3 },
+  cert: { kind: 'cert', runs: quick ? 1 : 3, secretTtlS: 16, rotations: quick ? 2 : 3, certTimeoutMs: 20_000 },
+  istiod: { kind: 'istiod', reps: quick ? 2 : 5, warmup: 1, serviceEntries: 20, pushes: quick ? 5 : 10, readyTimeoutMs: 30_000 },
+};
+const TRIAL_TIMEOUT_MS = 300_000;
+
+const log = (m) => process.stderr.write(`bench: ${m}\n`);
+
+if (process.getuid?.() !== 0) {
+  log('needs root (it creates network namespaces): run it as root, e.g. `sudo npm run bench`');
+  process.exit(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// machine facts
+
+function sh(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (e) {
+    return `unknown (${String(e.message).split('\n')[0]})`;
+  }
+}
+
+function facts() {
+  const c = cpus();
+  const envoy = /version: (\S+)/.exec(sh(envoyBin(), ['--version']))?.[1] ?? 'unknown';
+  let goAgent = 'unknown';
+  try {
+    const v = JSON.parse(sh(pilotAgentBin(), ['version', '-o', 'json'])).clientVersion;
+    goAgent = `${v.version} (istio git ${v.revision}, ${v.golang_version})`;
+  } catch {
+    goAgent = sh(pilotAgentBin(), ['version', '-s']).replace(/^client version: /, '');
+  }
+  const oursVersion = /\((meshagent [^)]+)\)/.exec(sh(process.execPath, [AGENT_CLI, 'version']))?.[1] ?? 'meshagent';
+  const commit = sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = sh('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no']) ? ' + uncommitted changes' : '';
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    cpu: `${c[0]?.model ?? 'unknown'}`,
+    cores: c.length,
+    memGiB: (totalmem() / 2 ** 30).toFixed(1),
+    kernel: release(),
+    node: process.version,
+    envoy,
+    goAgent,
+    ours: `${oursVersion} (git ${commit}${dirty}), run with ${process.version}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// trials
+
+let current; // { child, netns } of the running trial, for signal cleanup
+let scratch; // TMPDIR of every trial: pod directories and istiod's live here
+
+async function runTrial(agent, cfg) {
+  const netns = await createNetns('mbench');
+  const trial = join(HERE, 'trial.mjs');
+  const [cmd, args] = netns.wrap(process.execPath, [trial, JSON.stringify({ ...cfg, agent })]);
+  const child = spawn(cmd, args, {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TMPDIR: scratch },
+  });
+  current = { child, netns };
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    err += d;
+    process.stderr.write(d);
+  });
+  const timer = setTimeout(() => {
+    log(`${agent}/${cfg.kind}: timed out after ${TRIAL_TIMEOUT_MS} ms, stopping it`);
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }, TRIAL_TIMEOUT_MS);
+  const code = await new Promise((resolve) => child.once('close', (c) => resolve(c)));
+  clearTimeout(timer);
+  await reapNetns(netns);
+  current = undefined;
+  const line = out.trim().split('\n').pop();
+  if (code !== 0 || !line) {
+    return { agent, kind: cfg.kind, failed: `exit ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}` };
+  }
+  return JSON.parse(line);
+}
+
+/** Kills whatever is still running in the namespace (only our trial's processes live there), then deletes it. */
+async function reapNetns(netns) {
+  const pids = sh('ip', ['netns', 'pids', netns.name]).split('\n').filter((p) => /^\d+$/.test(p));
+  for (const p of pids) {
+    try {
+      process.kill(Number(p), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  if (pids.length) await new Promise((r) => setTimeout(r, 500));
+  await netns.dispose().catch((e) => log(`could not delete netns ${netns.name}: ${e.message}`));
+}
+
+async function cleanupAndExit(sig) {
+  log(`${sig}: stopping`);
+  if (current) {
+    try {
+      process.kill(-current.child.pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    await reapNetns(current.netns);
+  }
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+  process.exit(130);
+}
+process.once('SIGINT', () => void cleanupAndExit('SIGINT'));
+process.once('SIGTERM', () => void cleanupAndExit('SIGTERM'));
+
+async function main() {
+  const t0 = Date.now();
+  const agents = opt.agents.split(',').filter(Boolean);
+  const kinds = opt.only.split(',').filter(Boolean);
+  for (const k of kinds) if (!PLAN[k]) throw new Error(`unknown trial kind "${k}" (have: ${Object.keys(PLAN).join(', ')})`);
+  const machine = facts();
+  log(`machine: ${JSON.stringify(machine)}`);
+  scratch = await mkdtemp(join(tmpdir(), 'meshagent-bench-'));
+  const results = [];
+  try {
+    for (const kind of kinds) {
+      const { runs = 1, ...cfg } = PLAN[kind];
+      for (let r = 0; r < runs; r++) {
+        // alternate which agent goes first, so neither always runs on a warmer machine
+        const order = r % 2 === 0 ? agents : [...agents].reverse();
+        for (const agent of order) {
+          // an agent without SDS gets one cert trial, not several 20 s time-outs
+          if (results.some((x) => x.agent === agent && x.kind === kind && x.sds && !x.sds.implemented)) continue;
+          log(`--- ${kind} ${runs > 1 ? `run ${r + 1}/${runs} ` : ''}(${agent})`);
+          results.push({ ...(await runTrial(agent, cfg)), run: r });
+        }
+      }
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+  const elapsedS = Math.round((Date.now() - t0) / 1000);
+  const argv = process.argv.slice(2).filter((a, i, all) => !(a.startsWith('--out') || a.startsWith('--json') || all[i - 1] === '--out' || all[i - 1] === '--json'));
+  const command = ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ');
+  const md = renderReport({ machine, plan: PLAN, kinds, results, elapsedS, command });
+  await writeFile(opt.out, md);
+  if (opt.json) await writeFile(opt.json, `${JSON.stringify({ machine, plan: PLAN, results }, null, 1)}\n`);
+  log(`wrote ${relative(process.cwd(), opt.out) || opt.out} in ${elapsedS} s`);
+  const failed = results.filter((r) => r.failed);
+  for (const f of failed) log(`FAILED ${f.agent}/${f.kind}: ${f.failed}`);
+  return failed.length ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (e) => {
+    log(`failed: ${e?.stack ?? e}`);
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+    process.exit(1);
+  },
+);

@@ -1,0 +1,40 @@
+// Inputs the agent can only check when it starts its components: each stops start-up with a message
+// naming the input and exit 255 (pilot-agent's RunE error), leaving no Envoy behind.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPod } from '../helpers/pod.js';
+import { envoyPidsIn } from './harness.js';
+
+async function runToExit(t: import('node:test').TestContext, o: Parameters<typeof createPod>[0], extra: string[] = []) {
+  const pod = await createPod(o);
+  t.after(() => pod.cleanup());
+  const agent = pod.start(extra);
+  const exit = await Promise.race([agent.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+  assert.notEqual(exit, 'timeout', `agent did not exit:\n${agent.output().slice(-2000)}`);
+  assert.deepEqual(await envoyPidsIn(pod.cwd), []);
+  return { exit: exit as { code: number | null }, out: agent.output(), pod };
+}
+
+test('no root certificate for TLS to the control plane: exit 255 naming the file', async (t) => {
+  const { exit, out } = await runToExit(t, { proxyConfig: { discoveryAddress: 'localhost:15912' } });
+  assert.equal(exit.code, 255);
+  assert.match(out, /Error: .*root-cert\.pem/);
+});
+
+test('binaryPath that does not exist: exit 255 naming it', async (t) => {
+  const { exit, out } = await runToExit(t, { rootCert: 'unused', proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE', binaryPath: '/nonexistent/envoy' } });
+  assert.equal(exit.code, 255);
+  assert.match(out, /Error: failed to start Envoy \(binaryPath \/nonexistent\/envoy\): .*ENOENT/);
+});
+
+test('a non-default WORKLOAD_IDENTITY_SOCKET_FILE with no socket there: exit 255 naming the variable and path', async (t) => {
+  const { exit, out } = await runToExit(t, { proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE' }, env: { WORKLOAD_IDENTITY_SOCKET_FILE: 'spire.sock' } });
+  assert.equal(exit.code, 255);
+  assert.match(out, /Error: agent configured for non-default SDS socket \(WORKLOAD_IDENTITY_SOCKET_FILE=spire\.sock\), but no socket found at .*workload-spiffe-uds\/spire\.sock/);
+});
+
+test('malformed ISTIO_KUBE_APP_PROBERS: exit 255 naming it', async (t) => {
+  const { exit, out } = await runToExit(t, { proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE' }, env: { ISTIO_KUBE_APP_PROBERS: '{"/app-health/app/readyz": {' } });
+  assert.equal(exit.code, 255);
+  assert.match(out, /ISTIO_KUBE_APP_PROBERS/);
+});
