@@ -11,7 +11,8 @@
 //   steady   one agent: idle CPU/RSS, sequential and burst CDS churn (push -> Envoy ACK), large CDS responses
 //   cert     one agent: first workload certificate over SDS and its rotations (short SECRET_TTL)
 import { spawn } from 'node:child_process';
-import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agentPids, envoyPids, httpGet, pollUntil, sleep, startSampler, summarize, usage } from './lib.mjs';
@@ -195,8 +196,19 @@ function spawnAgent(pod, env) {
     alive: () => alive,
     output: () => out,
     exited,
-    /** SIGTERM to the agent (as the kubelet does), SIGKILL to its group after graceMs; then reap leftovers. */
+    /**
+     * SIGTERM to the agent (as the kubelet does), SIGKILL to its group after graceMs; then reap leftovers,
+     * and remove the hot-restart shared memory of this agent's Envoys if they left it behind.
+     */
     async stop(graceMs = 15_000) {
+      const shm = new Set();
+      for (const e of envoyPids(child.pid)) {
+        try {
+          for (const m of readFileSync(`/proc/${e}/maps`, 'utf8').matchAll(/\/dev\/shm\/(envoy_shared_memory_\d+)/g)) shm.add(m[1]);
+        } catch {
+          /* gone */
+        }
+      }
       if (alive) {
         child.kill('SIGTERM');
         const t = setTimeout(() => group('SIGKILL'), graceMs);
@@ -204,6 +216,8 @@ function spawnAgent(pod, env) {
         clearTimeout(t);
       }
       group('SIGKILL');
+      if (shm.size) await sleep(200);
+      for (const f of shm) await rm(join('/dev/shm', f), { force: true });
     },
   };
 }
@@ -529,17 +543,9 @@ async function istiodTrial(res) {
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const shmBefore = new Set(await readdir('/dev/shm').catch(() => []));
   let res = { agent: AGENT, kind: cfg.kind };
-  try {
-    if (cfg.kind === 'istiod') res = await istiodTrial(res);
-    else res = await withControlPlane(res);
-  } finally {
-    // Envoy's hot-restart shared memory, if an Envoy died without removing it
-    for (const f of await readdir('/dev/shm').catch(() => [])) {
-      if (!shmBefore.has(f) && f.startsWith('envoy_shared_memory')) await rm(join('/dev/shm', f), { force: true });
-    }
-  }
+  if (cfg.kind === 'istiod') res = await istiodTrial(res);
+  else res = await withControlPlane(res);
   process.stdout.write(`${JSON.stringify(res)}\n`);
 }
 

@@ -5,6 +5,8 @@ import { runCli } from './cli/index.js';
 
 const signals = new EventEmitter();
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => signals.emit(sig));
+// A long-running agent reports a stray rejected promise instead of dying with Envoy still up.
+process.on('unhandledRejection', (e) => process.stderr.write(`${new Date().toISOString()}\terror\tunhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`));
 
 const code = await runCli(process.argv.slice(2), {
   env: process.env,

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { envoyBin } from '../../test/helpers/peers.js';
 import { memoryLogger } from '../lib/log.js';
 import { buildEnvoyArgs } from './args.js';
@@ -51,6 +52,18 @@ async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: stri
   }
 }
 
+/** A port the kernel just handed out (and released), so Envoy's binds do not collide with anything. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 async function epochOf(adminPort: number): Promise<number | undefined> {
   const r = await get(adminPort, '/server_info');
   const info = JSON.parse(r.body) as { state: string; command_line_options: { restart_epoch: number } };
@@ -59,8 +72,8 @@ async function epochOf(adminPort: number): Promise<number | undefined> {
 
 async function setup(t: import('node:test').TestContext, budget = { max: 5, windowMs: 60_000 }) {
   const dir = await mkdtemp(join(tmpdir(), 'sup-'));
-  const adminPort = 20000 + Math.floor(Math.random() * 20000);
-  const port = adminPort + 1;
+  const adminPort = await freePort();
+  const port = await freePort();
   await writeFile(join(dir, 'envoy.json'), JSON.stringify(bootstrap(adminPort, port)));
   const { log, lines } = memoryLogger('default:info');
   const sup = createEnvoySupervisor({
@@ -86,7 +99,7 @@ async function setup(t: import('node:test').TestContext, budget = { max: 5, wind
 test('hot restart: a new epoch takes over with no failed request and the old epoch exits on its own', async (t) => {
   const { sup, adminPort, port } = await setup(t);
   await sup.start();
-  await until(() => epochOf(adminPort), 10_000, 'epoch 0 live');
+  await until(() => epochOf(adminPort), 20_000, 'epoch 0 live');
   let failed = 0;
   let ok = 0;
   let stop = false;
@@ -124,7 +137,7 @@ test('hot restart: a new epoch takes over with no failed request and the old epo
 test('kill -9 of Envoy: restarted in place; past the budget the supervisor gives up', async (t) => {
   const { sup, adminPort, port, lines } = await setup(t, { max: 1, windowMs: 60_000 });
   await sup.start();
-  await until(() => epochOf(adminPort), 10_000, 'epoch 0 live');
+  await until(() => epochOf(adminPort), 20_000, 'epoch 0 live');
   process.kill(sup.status().pid!, 'SIGKILL');
   await until(async () => ((await epochOf(adminPort)) === 1 ? true : undefined), 10_000, 'restarted epoch live');
   assert.equal((await get(port)).body, 'ok');
