@@ -4,6 +4,7 @@
 // Each flag may name environment variables that supply its value when the flag is not given (viper-style).
 
 import { parseGoDuration } from '../lib/duration.js';
+import { goParseBool } from '../config/gocompat.js';
 import type { ConfigIssue } from '../lib/errors.js';
 
 export type FlagType = 'string' | 'bool' | 'int' | 'duration' | 'stringArray';
@@ -67,16 +68,7 @@ function convert(spec: FlagSpec, raw: string, source: string, issues: ConfigIssu
 }
 
 /** Go's strconv.ParseBool. */
-export function parseBool(raw: string): boolean | undefined {
-  switch (raw) {
-    case '1': case 't': case 'T': case 'true': case 'TRUE': case 'True':
-      return true;
-    case '0': case 'f': case 'F': case 'false': case 'FALSE': case 'False':
-      return false;
-    default:
-      return undefined;
-  }
-}
+export const parseBool = goParseBool;
 
 export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[], env: Readonly<Record<string, string | undefined>> = {}): ParsedFlags {
   const byName = new Map(specs.map((s) => [s.name, s]));

@@ -8,22 +8,15 @@ import { createSecureContext } from 'node:tls';
 import { Channel, Metadata, credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { Logger } from '../lib/log.js';
 import { errorMessage } from '../lib/errors.js';
-import type { UpstreamTls } from './options.js';
+import type { UpstreamTls, XdsProxySettings } from './options.js';
 
 /** Go's math.MaxInt32: pilot-agent's receive limit for istiod responses. */
 export const UPSTREAM_MAX_RECV_BYTES = 2_147_483_647;
 /** pilot-agent's initial HTTP/2 stream and connection window toward istiod. */
 export const UPSTREAM_FLOW_CONTROL_WINDOW = 1024 * 1024;
 
-export interface UpstreamConfig {
-  readonly discoveryAddress: string;
-  readonly tls: UpstreamTls | null;
-  readonly tokenPath: string | null;
-  readonly clusterId: string;
-  readonly xdsHeaders: Readonly<Record<string, string>>;
-  readonly keepaliveTimeMs: number;
-  readonly keepaliveTimeoutMs: number;
-}
+/** The part of the proxy's settings the upstream side needs. */
+export type UpstreamConfig = Pick<XdsProxySettings, 'discoveryAddress' | 'tls' | 'tokenPath' | 'clusterId' | 'xdsHeaders' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs'>;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 
