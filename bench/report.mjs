@@ -176,7 +176,7 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     };
     L.push(row('spawn → CSR signed by the CA', 'ms', 'cert', results, sds((s) => [s.spawnToCsrMs])));
     L.push(row('spawn → workload certificate in Envoy', 'ms', 'cert', results, sds((s) => [s.spawnToEnvoyMs])));
-    L.push(row('first issue: CA signed → in Envoy', 'ms', 'cert', results, sds((s) => [s.csrToEnvoyMs])));
+    L.push(row('first issue: CA signed → in Envoy (the Go agent fetches at start, before Envoy asks)', 'ms', 'cert', results, sds((s) => [s.csrToEnvoyMs])));
     L.push(row('rotation: due → new certificate in Envoy', 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.dueToEnvoyMs))));
     L.push(row('rotation: CA signed → new certificate in Envoy', 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.csrToEnvoyMs))));
     L.push('');

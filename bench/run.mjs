@@ -164,11 +164,11 @@ async function main() {
   scratch = await mkdtemp(join(tmpdir(), 'meshagent-bench-'));
   const results = [];
   try {
-    for (const kind of kinds) {
+    for (const [ki, kind] of kinds.entries()) {
       const { runs = 1, ...cfg } = PLAN[kind];
       for (let r = 0; r < runs; r++) {
-        // alternate which agent goes first, so neither always runs on a warmer machine
-        const order = r % 2 === 0 ? agents : [...agents].reverse();
+        // alternate which agent goes first (per run and per kind), so neither always runs on a warmer machine
+        const order = (r + ki) % 2 === 0 ? agents : [...agents].reverse();
         for (const agent of order) {
           // an agent without SDS gets one cert trial, not several 20 s time-outs
           if (results.some((x) => x.agent === agent && x.kind === kind && x.sds && !x.sds.implemented)) continue;

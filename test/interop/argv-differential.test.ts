@@ -9,7 +9,7 @@
 //     `--restart-epoch 0 --use-dynamic-base-id --base-id-path <configDir>/… --parent-shutdown-time-s <n>`.
 // - Both agents run one after the other in one private network namespace (only loopback up), so the
 //   node IPs (INSTANCE_IP, 127.0.0.1, ::1) that pick `--local-address-ip-version` are the same; the
-//   IPv6 case uses a namespace whose loopback has only ::1.
+//   IPv6 case uses a namespace whose only private address is an IPv6 one (on a veth end).
 // - grpc-bootstrap.json is compared too (the fake Envoy's path in node.metadata.PROXY_CONFIG.binaryPath
 //   is the only difference, and is normalised). The Envoy bootstrap itself is compared by
 //   test/bootstrap/differential.test.ts.
@@ -33,7 +33,7 @@ interface Case {
   readonly annotations?: Record<string, string>;
   /** Extra files relative to the agent's cwd. */
   readonly files?: Record<string, string>;
-  /** Run in the namespace whose loopback has only ::1. */
+  /** Run in the namespace whose only private address is the IPv6 V6_POD_IP. */
   readonly v6Only?: boolean;
   /** What the Go argv must contain for these inputs (so that equality is not trivial). */
   readonly expect: (argv: readonly string[]) => void;
@@ -64,6 +64,8 @@ const INJECTED_ENV: Record<string, string> = {
 };
 const POD_LABELS = { app: 'productpage', version: 'v1', 'security.istio.io/tlsMode': 'istio', 'service.istio.io/canonical-name': 'productpage' };
 const POD_ANNOTATIONS = { 'kubectl.kubernetes.io/default-container': 'productpage', 'sidecar.istio.io/status': '{"initContainers":["istio-init"],"containers":["istio-proxy"]}' };
+
+const V6_POD_IP = 'fd00:10:244::17';
 
 const argAfter = (argv: readonly string[], flag: string): string | undefined => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
 
@@ -111,7 +113,7 @@ const CASES: readonly Case[] = [
   {
     name: 'concurrency from PROXY_CONFIG (over ISTIO_CPU_LIMIT), drainDuration, fileFlushInterval, fileFlushMinSizeKb',
     args: INJECTED_ARGS,
-    env: { ...INJECTED_ENV, PROXY_CONFIG: JSON.stringify({ concurrency: 5, drainDuration: '17.9s', fileFlushInterval: '2.5s', fileFlushMinSizeKb: 64 }) },
+    env: { ...INJECTED_ENV, PROXY_CONFIG: JSON.stringify({ concurrency: 5, drainDuration: '17s', fileFlushInterval: '2.5s', fileFlushMinSizeKb: 64 }) },
     expect: (argv) => {
       assert.equal(argAfter(argv, '--concurrency'), '5');
       assert.equal(argAfter(argv, '--drain-time-s'), '17');
@@ -163,14 +165,15 @@ const CASES: readonly Case[] = [
     },
   },
   {
-    name: 'IPv6 INSTANCE_IP in an IPv6-only namespace: --local-address-ip-version v6',
+    // pilot-agent adds 127.0.0.1 and ::1 when the host has no private IP, so v6 needs an IPv6-only interface
+    name: 'IPv6 INSTANCE_IP on an IPv6-only pod interface: --local-address-ip-version v6',
     args: INJECTED_ARGS,
-    env: { ...INJECTED_ENV, INSTANCE_IP: 'fd00:10:244::17', HOST_IP: 'fd00:172:18::2' },
+    env: { ...INJECTED_ENV, INSTANCE_IP: V6_POD_IP, HOST_IP: 'fd00:172:18::2' },
     v6Only: true,
     expect: (argv) => assert.equal(argAfter(argv, '--local-address-ip-version'), 'v6'),
   },
   {
-    name: 'IPv6 INSTANCE_IP with IPv4 loopback present: still v4 (not all node IPs are IPv6)',
+    name: 'IPv6 INSTANCE_IP and no private IP on the host: v4 (127.0.0.1 and ::1 are added)',
     args: INJECTED_ARGS,
     env: { ...INJECTED_ENV, INSTANCE_IP: 'fd00:10:244::17' },
     expect: (argv) => assert.equal(argAfter(argv, '--local-address-ip-version'), 'v4'),
@@ -193,7 +196,7 @@ const CASES: readonly Case[] = [
     expect: (argv) => {
       assert.equal(argAfter(argv, '-l'), 'trace');
       assert.equal(argAfter(argv, '--concurrency'), '4');
-      assert.equal(argAfter(argv, '--component-log-level'), 'misc:error'); // the flag's default
+      assert.ok(!argv.includes('--component-log-level'), argv.join(' ')); // no default for --proxyComponentLogLevel
     },
   },
 ];
@@ -282,9 +285,17 @@ void describe("Envoy argv: differential against the Go pilot-agent 1.30", { time
     assert.doesNotThrow(pilotAgentBin, 'the Go pilot-agent must be installed: bash scripts/peers.sh istio');
     scratch = await mkdtemp(join(tmpdir(), 'argv-diff-'));
     netns = await createNetns('margv');
+    // an IPv6-only pod: eth0 (one end of a veth pair kept inside the namespace) has only fd00:10:244::17
     netns6 = await createNetns('margv6');
-    const r = await runProc('ip', ['-n', netns6.name, 'addr', 'del', '127.0.0.1/8', 'dev', 'lo'], { env: { PATH: PEER_PATH }, timeoutMs: 10_000 });
-    assert.equal(r.code, 0, `removing 127.0.0.1 from lo in ${netns6.name}: ${r.stderr}`);
+    for (const cmd of [
+      ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0peer'],
+      ['addr', 'add', `${V6_POD_IP}/64`, 'dev', 'eth0', 'nodad'],
+      ['link', 'set', 'eth0', 'up'],
+      ['link', 'set', 'eth0peer', 'up'],
+    ]) {
+      const r = await runProc('ip', ['-n', netns6.name, ...cmd], { env: { PATH: PEER_PATH }, timeoutMs: 10_000 });
+      assert.equal(r.code, 0, `ip -n ${netns6.name} ${cmd.join(' ')}: ${r.stderr}`);
+    }
   });
   after(async () => {
     await netns?.dispose();
