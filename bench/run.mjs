@@ -84,11 +84,16 @@ function facts() {
 // ---------------------------------------------------------------------------------------------
 // trials
 
-let current; // { child, netns } of the running trial, for signal cleanup
+let current; // { child, netns, done } of the running trial, for signal cleanup
+let stopping = false; // set by SIGINT/SIGTERM: start no further trial
 let scratch; // TMPDIR of every trial: pod directories and istiod's live here
 
 async function runTrial(agent, cfg) {
   const netns = await createNetns('mbench');
+  if (stopping) {
+    await netns.dispose();
+    throw new Error('stopped');
+  }
   const trial = join(HERE, 'trial.mjs');
   const [cmd, args] = netns.wrap(process.execPath, [trial, JSON.stringify({ ...cfg, agent })]);
   const child = spawn(cmd, args, {
@@ -96,7 +101,8 @@ async function runTrial(agent, cfg) {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TMPDIR: scratch },
   });
-  current = { child, netns };
+  let finished;
+  current = { child, netns, done: new Promise((r) => (finished = r)) };
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
@@ -116,6 +122,8 @@ async function runTrial(agent, cfg) {
   clearTimeout(timer);
   await reapNetns(netns);
   current = undefined;
+  finished();
+  if (stopping) throw new Error('stopped');
   const line = out.trim().split('\n').pop();
   if (code !== 0 || !line) {
     return { agent, kind: cfg.kind, failed: `exit ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}` };
@@ -139,14 +147,24 @@ async function reapNetns(netns) {
 
 async function cleanupAndExit(sig) {
   log(`${sig}: stopping`);
-  if (current) {
+  stopping = true;
+  const running = current;
+  if (running) {
+    // the trial stops its agent (and istiod) on SIGTERM; runTrial then empties and deletes the namespace
     try {
-      process.kill(-current.child.pid, 'SIGTERM');
+      process.kill(-running.child.pid, 'SIGTERM');
     } catch {
       /* gone */
     }
-    await new Promise((r) => setTimeout(r, 3000));
-    await reapNetns(current.netns);
+    const t = setTimeout(() => {
+      try {
+        process.kill(-running.child.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }, 15_000);
+    await running.done;
+    clearTimeout(t);
   }
   if (scratch) await rm(scratch, { recursive: true, force: true });
   process.exit(130);
@@ -195,6 +213,7 @@ async function main() {
 main().then(
   (code) => process.exit(code),
   async (e) => {
+    if (stopping) return; // cleanupAndExit exits
     log(`failed: ${e?.stack ?? e}`);
     if (scratch) await rm(scratch, { recursive: true, force: true });
     process.exit(1);

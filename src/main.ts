@@ -4,7 +4,18 @@ import { EventEmitter } from 'node:events';
 import { runCli } from './cli/index.js';
 
 const signals = new EventEmitter();
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => signals.emit(sig));
+// A termination signal that arrives before a command listens for it (e.g. while the configuration is
+// still loading) is kept and delivered to the first listener, so it is never lost.
+const early = new Set<string>();
+signals.on('newListener', (event: string, listener: () => void) => {
+  if (early.delete(event)) queueMicrotask(listener);
+});
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    if (signals.listenerCount(sig) === 0 && sig !== 'SIGHUP') early.add(sig);
+    else signals.emit(sig);
+  });
+}
 // A long-running agent reports a stray rejected promise instead of dying with Envoy still up.
 process.on('unhandledRejection', (e) => process.stderr.write(`${new Date().toISOString()}\terror\tunhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`));
 

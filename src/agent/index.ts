@@ -55,6 +55,41 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let xds: XdsProxy | undefined;
   let restartChain: Promise<unknown> = Promise.resolve();
 
+  // signals first, so a SIGTERM during start-up is never lost: SIGTERM/SIGINT terminate (a second one
+  // forces Envoy down), SIGHUP hot-restarts
+  let terminating = false;
+  const onTerm = (sig: string) => () => {
+    if (terminating) {
+      log.warn(`received ${sig} again; stopping Envoy now`);
+      quitting = true;
+      void envoy.sup?.stop();
+      return;
+    }
+    terminating = true;
+    stopRequested?.({ kind: 'signal', signal: sig });
+  };
+  const onTermSig = onTerm('SIGTERM');
+  const onIntSig = onTerm('SIGINT');
+  const onHup = () => {
+    if (!hotRestartEnabled) {
+      log.warn('received SIGHUP: hot restart is disabled (--disable-hot-restart); ignoring');
+      return;
+    }
+    if (!envoy.sup) {
+      log.warn('received SIGHUP before Envoy started; ignoring');
+      return;
+    }
+    hotRestart('SIGHUP').catch(() => undefined);
+  };
+  ctx.signals.on('SIGTERM', onTermSig);
+  ctx.signals.on('SIGINT', onIntSig);
+  ctx.signals.on('SIGHUP', onHup);
+  cleanups.push(async () => {
+    ctx.signals.off('SIGTERM', onTermSig);
+    ctx.signals.off('SIGINT', onIntSig);
+    ctx.signals.off('SIGHUP', onHup);
+  });
+
   // 1. status server (pilot-agent starts it before everything else)
   let status: StatusServer | undefined;
   try {
@@ -148,6 +183,12 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     log.error(`failed to start the agent: ${msg}`);
     ctx.stderr.write(`Error: ${msg}\n`);
     return 255;
+  }
+
+  if (terminating || quitting) {
+    log.info('terminated before Envoy was started');
+    await shutdown();
+    return 0;
   }
 
   // 5. Envoy
@@ -249,36 +290,6 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     });
     cleanups.push(() => watcher!.close());
   }
-
-  // signals: SIGTERM/SIGINT terminate (a second one forces), SIGHUP hot-restarts
-  let terminating = false;
-  const onTerm = (sig: string) => () => {
-    if (terminating) {
-      log.warn(`received ${sig} again; stopping Envoy now`);
-      quitting = true;
-      void sup.stop();
-      return;
-    }
-    terminating = true;
-    stopRequested?.({ kind: 'signal', signal: sig });
-  };
-  const onTermSig = onTerm('SIGTERM');
-  const onIntSig = onTerm('SIGINT');
-  const onHup = () => {
-    if (!hotRestartEnabled) {
-      log.warn('received SIGHUP: hot restart is disabled (--disable-hot-restart); ignoring');
-      return;
-    }
-    hotRestart('SIGHUP').catch(() => undefined);
-  };
-  ctx.signals.on('SIGTERM', onTermSig);
-  ctx.signals.on('SIGINT', onIntSig);
-  ctx.signals.on('SIGHUP', onHup);
-  cleanups.unshift(async () => {
-    ctx.signals.off('SIGTERM', onTermSig);
-    ctx.signals.off('SIGINT', onIntSig);
-    ctx.signals.off('SIGHUP', onHup);
-  });
 
   const why = await stopped;
   if (why.kind === 'envoy') {

@@ -40,10 +40,18 @@ export async function watchFiles(paths: readonly string[], onChange: (changed: s
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => void check(), opts.debounceMs ?? 100);
   };
-  // chokidar cannot watch a directory that does not exist yet: watch the nearest existing ancestor too
+  if (!dirs.length) return { close: async () => undefined };
   const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 1, persistent: false });
   watcher.on('all', schedule);
-  await new Promise<void>((r) => watcher.once('ready', () => r()));
+  watcher.on('error', () => schedule());
+  // never let a watcher that does not come up hold the caller: give up waiting after a bound
+  await new Promise<void>((r) => {
+    const t = setTimeout(r, 5000);
+    watcher.once('ready', () => {
+      clearTimeout(t);
+      r();
+    });
+  });
   return {
     async close() {
       closed = true;

@@ -38,3 +38,23 @@ test('malformed ISTIO_KUBE_APP_PROBERS: exit 255 naming it', async (t) => {
   assert.equal(exit.code, 255);
   assert.match(out, /ISTIO_KUBE_APP_PROBERS/);
 });
+
+test('SIGTERM is honoured in a working directory without pod files (no ./etc/istio/pod) and during start-up', async (t) => {
+  const pod = await createPod({ proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE', terminationDrainDuration: '1s' } });
+  t.after(() => pod.cleanup());
+  const { rm } = await import('node:fs/promises');
+  await rm(`${pod.cwd}/etc/istio/pod`, { recursive: true, force: true });
+  const agent = pod.start();
+  await agent.waitForLog(/Envoy command:/, 15_000);
+  agent.signal('SIGTERM');
+  const exit = await Promise.race([agent.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000))]);
+  assert.deepEqual(exit, { code: 0, signal: null }, agent.output().slice(-1500));
+  assert.deepEqual(await envoyPidsIn(pod.cwd), []);
+  // a SIGTERM that arrives before the agent is up still ends it cleanly
+  const early = pod.start();
+  await early.waitForLog(/FLAG: --/, 15_000);
+  early.signal('SIGTERM');
+  const exit2 = await Promise.race([early.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000))]);
+  assert.deepEqual(exit2, { code: 0, signal: null }, early.output().slice(-1500));
+  assert.deepEqual(await envoyPidsIn(pod.cwd), []);
+});
