@@ -6,7 +6,6 @@ import { PROXY_FLAGS } from './proxy-flags.js';
 import { loadProxyCommand } from '../config/load.js';
 import { generateBootstrap, probeBootstrapRuntime, writeGrpcBootstrap } from '../bootstrap/index.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
-import { runAgent } from '../agent/index.js';
 import { PassThrough } from 'node:stream';
 
 export function proxyHelp(): string {
@@ -18,6 +17,10 @@ export async function runProxy(args: readonly string[], ctx: CliContext): Promis
     ctx.stdout.write(proxyHelp());
     return 0;
   }
+  // load the agent's components (xDS, status, Envoy supervision) while the configuration is read;
+  // --bootstrap-only never needs them
+  const agentModule = args.includes('--bootstrap-only') ? undefined : import('../agent/index.js');
+  agentModule?.catch(() => undefined);
   let loaded;
   try {
     loaded = await loadProxyCommand(args, ctx);
@@ -48,6 +51,7 @@ export async function runProxy(args: readonly string[], ctx: CliContext): Promis
     }
   }
   const quiet: CliContext = { ...ctx, stdout: new PassThrough().resume(), stderr: new PassThrough().resume() };
+  const { runAgent } = await agentModule!;
   return runAgent({
     config,
     log,
