@@ -7,6 +7,7 @@
 // including the fake Envoy's path as binaryPath, so node.metadata.PROXY_CONFIG matches too. The
 // only normalisation: none for envoy-rev.json; ISTIO_VERSION is compared as-is (both report 1.30.3).
 import assert from 'node:assert/strict';
+import { INJECTED_ARGS, INJECTED_ENV } from '../helpers/pod.js';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,31 +30,6 @@ interface Case {
   readonly check: (bootstrap: any, grpc: any, envoyArgv: string[]) => void;
 }
 
-const INJECTED_ARGS = ['proxy', 'sidecar', '--domain', 'default.svc.cluster.local', '--proxyLogLevel=warning', '--proxyComponentLogLevel=misc:error', '--log_output_level=default:info'];
-
-/** The environment Istio 1.30's injection template gives `istio-proxy` (default values). */
-const INJECTED_ENV: Record<string, string> = {
-  PILOT_CERT_PROVIDER: 'istiod',
-  CA_ADDR: 'istiod.istio-system.svc:15012',
-  POD_NAME: 'productpage-v1-6b746f74dc-9stvs',
-  POD_NAMESPACE: 'default',
-  INSTANCE_IP: '10.244.0.17',
-  SERVICE_ACCOUNT: 'bookinfo-productpage',
-  HOST_IP: '172.18.0.2',
-  ISTIO_CPU_LIMIT: '2',
-  PROXY_CONFIG: '{}',
-  ISTIO_META_POD_PORTS: '[\n    {"name":"http","containerPort":9080,"protocol":"TCP"}\n]',
-  ISTIO_META_APP_CONTAINERS: 'productpage',
-  GOMEMLIMIT: '1073741824',
-  GOMAXPROCS: '2',
-  ISTIO_META_CLUSTER_ID: 'Kubernetes',
-  ISTIO_META_NODE_NAME: 'kind-control-plane',
-  ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
-  ISTIO_META_WORKLOAD_NAME: 'productpage-v1',
-  ISTIO_META_OWNER: 'kubernetes://apis/apps/v1/namespaces/default/deployments/productpage-v1',
-  ISTIO_META_MESH_ID: 'cluster.local',
-  TRUST_DOMAIN: 'cluster.local',
-};
 
 const POD_LABELS = {
   app: 'productpage',

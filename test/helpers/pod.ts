@@ -10,6 +10,30 @@ import { AGENT_CLI, envoyBin } from './peers.js';
 /** The injector's args for `istio-proxy` (injection-template.yaml, default values). */
 export const INJECTED_ARGS = ['proxy', 'sidecar', '--domain', 'default.svc.cluster.local', '--proxyLogLevel=warning', '--proxyComponentLogLevel=misc:error', '--log_output_level=default:info'];
 
+/** A bookinfo pod's values of those variables, for differential tests against the Go agent. */
+export const INJECTED_ENV: Readonly<Record<string, string>> = {
+  PILOT_CERT_PROVIDER: 'istiod',
+  CA_ADDR: 'istiod.istio-system.svc:15012',
+  POD_NAME: 'productpage-v1-6b746f74dc-9stvs',
+  POD_NAMESPACE: 'default',
+  INSTANCE_IP: '10.244.0.17',
+  SERVICE_ACCOUNT: 'bookinfo-productpage',
+  HOST_IP: '172.18.0.2',
+  ISTIO_CPU_LIMIT: '2',
+  PROXY_CONFIG: '{}',
+  ISTIO_META_POD_PORTS: '[\n    {"name":"http","containerPort":9080,"protocol":"TCP"}\n]',
+  ISTIO_META_APP_CONTAINERS: 'productpage',
+  GOMEMLIMIT: '1073741824',
+  GOMAXPROCS: '2',
+  ISTIO_META_CLUSTER_ID: 'Kubernetes',
+  ISTIO_META_NODE_NAME: 'kind-control-plane',
+  ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
+  ISTIO_META_WORKLOAD_NAME: 'productpage-v1',
+  ISTIO_META_OWNER: 'kubernetes://apis/apps/v1/namespaces/default/deployments/productpage-v1',
+  ISTIO_META_MESH_ID: 'cluster.local',
+  TRUST_DOMAIN: 'cluster.local',
+};
+
 export interface PodOptions {
   readonly name?: string;
   readonly namespace?: string;

@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { createNetns, PEER_PATH, runGoBootstrap, runProc, startProc, type Netns } from '../helpers/go-agent.js';
 import { AGENT_CLI, pilotAgentBin } from '../helpers/peers.js';
-import { downwardApi, INJECTED_ARGS } from '../helpers/pod.js';
+import { downwardApi, INJECTED_ARGS, INJECTED_ENV } from '../helpers/pod.js';
 import { createCaPki } from '../helpers/pki.js';
 
 interface Case {
@@ -39,29 +39,6 @@ interface Case {
   readonly expect: (argv: readonly string[]) => void;
 }
 
-/** The environment Istio 1.30's injection template gives `istio-proxy` (default values). */
-const INJECTED_ENV: Record<string, string> = {
-  PILOT_CERT_PROVIDER: 'istiod',
-  CA_ADDR: 'istiod.istio-system.svc:15012',
-  POD_NAME: 'productpage-v1-6b746f74dc-9stvs',
-  POD_NAMESPACE: 'default',
-  INSTANCE_IP: '10.244.0.17',
-  SERVICE_ACCOUNT: 'bookinfo-productpage',
-  HOST_IP: '172.18.0.2',
-  ISTIO_CPU_LIMIT: '2',
-  PROXY_CONFIG: '{}',
-  ISTIO_META_POD_PORTS: '[\n    {"name":"http","containerPort":9080,"protocol":"TCP"}\n]',
-  ISTIO_META_APP_CONTAINERS: 'productpage',
-  GOMEMLIMIT: '1073741824',
-  GOMAXPROCS: '2',
-  ISTIO_META_CLUSTER_ID: 'Kubernetes',
-  ISTIO_META_NODE_NAME: 'kind-control-plane',
-  ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
-  ISTIO_META_WORKLOAD_NAME: 'productpage-v1',
-  ISTIO_META_OWNER: 'kubernetes://apis/apps/v1/namespaces/default/deployments/productpage-v1',
-  ISTIO_META_MESH_ID: 'cluster.local',
-  TRUST_DOMAIN: 'cluster.local',
-};
 const POD_LABELS = { app: 'productpage', version: 'v1', 'security.istio.io/tlsMode': 'istio', 'service.istio.io/canonical-name': 'productpage' };
 const POD_ANNOTATIONS = { 'kubectl.kubernetes.io/default-container': 'productpage', 'sidecar.istio.io/status': '{"initContainers":["istio-init"],"containers":["istio-proxy"]}' };
 
