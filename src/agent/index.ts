@@ -148,7 +148,6 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
 
   let runtime: BootstrapRuntime;
   let envoyConfigArg: string;
-  let generated: boolean;
   let overrideJson: string | undefined;
   try {
     // 2. xDS proxy on ./etc/istio/proxy/XDS
@@ -174,8 +173,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     await writeGrpcBootstrap(cfg, runtime);
     const gen = await generateBootstrap(cfg, log, runtime);
     envoyConfigArg = gen.envoyConfigArg;
-    generated = gen.generated;
-    if (generated) cleanups.push(() => rm(gen.path, { force: true }));
+    if (gen.generated) cleanups.push(() => rm(gen.path, { force: true }));
     overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
   } catch (e) {
     await shutdown();
