@@ -14,6 +14,7 @@ import { drainForTermination } from '../envoy/drain.js';
 import { createEnvoySupervisor, type SupervisorOutcome } from '../envoy/supervisor.js';
 import { createStatusServer, type StatusServer } from '../status/server.js';
 import { createXdsProxy, resolveXdsProxySettings, type XdsProxy } from '../xds/index.js';
+import { createIdentity, resolveIdentitySettings, type Identity } from '../identity/index.js';
 import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
 import { createAgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
@@ -36,6 +37,18 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let cfg = o.config;
   const sidecar = cfg.proxyType === 'sidecar';
   const metrics = createAgentMetrics();
+  // workload identity first: its first key is generated on the thread pool while everything else starts
+  let identity: Identity;
+  try {
+    identity = createIdentity({ settings: resolveIdentitySettings(cfg), log, registry: metrics.registry, processCwd: cfg.paths.cwd });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      ctx.stderr.write(`Error: ${e.message}\n`);
+      return 255;
+    }
+    throw e;
+  }
+  const proxyless = cfg.env.disableEnvoy;
   const ipv6 = cfg.ipMode === 'IPv6';
   const admin = createEnvoyAdmin({
     port: cfg.proxy.proxyAdminPort,
@@ -123,6 +136,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           return s && { ...s, restarts: s.hotRestarts + s.crashRestarts, hotRestartEnabled };
         },
         getXdsStatus: () => xds?.getStatus(),
+        getIdentityStatus: () => identity.status(),
+        noEnvoy: proxyless,
         onServeError: (err) => {
           log.error(`status server failed: ${err.message}; terminating`);
           stopRequested?.({ kind: 'signal', signal: 'status server failure' });
@@ -150,7 +165,13 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let envoyConfigArg: string;
   let overrideJson: string | undefined;
   try {
-    // 2. xDS proxy on ./etc/istio/proxy/XDS
+    // 2. workload identity: the SDS server on ./var/run/secrets/workload-spiffe-uds/socket (unless another
+    // SDS server already answers there, which pilot-agent checks first), and the first certificate
+    runtime = await probeBootstrapRuntime(cfg);
+    await identity.start(runtime.workloadSocketExists ?? false);
+    cleanups.push(() => identity.close());
+
+    // 3. xDS proxy on ./etc/istio/proxy/XDS
     const settings = resolveXdsProxySettings({
       cwd: cfg.paths.cwd,
       env: cfg.processEnv,
@@ -164,17 +185,16 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     await xds.start();
     cleanups.push(() => xds!.close());
 
-    // 3. gRPC bootstrap, 4. Envoy bootstrap
-    runtime = await probeBootstrapRuntime(cfg);
-    // a non-default workload SDS socket (e.g. SPIRE) must already be served by someone else
-    if (cfg.env.workloadIdentitySocketFile !== 'socket' && !runtime.workloadSocketExists) {
-      throw new AgentError('AGENT_ERR_CONFIG', `agent configured for non-default SDS socket (WORKLOAD_IDENTITY_SOCKET_FILE=${cfg.env.workloadIdentitySocketFile}), but no socket found at ${cfg.paths.workloadSdsSocket}`);
-    }
+    // 4. gRPC bootstrap, 5. Envoy bootstrap
     await writeGrpcBootstrap(cfg, runtime);
-    const gen = await generateBootstrap(cfg, log, runtime);
-    envoyConfigArg = gen.envoyConfigArg;
-    if (gen.generated) cleanups.push(() => rm(gen.path, { force: true }));
-    overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
+    if (proxyless) {
+      envoyConfigArg = '';
+    } else {
+      const gen = await generateBootstrap(cfg, log, runtime);
+      envoyConfigArg = gen.envoyConfigArg;
+      if (gen.generated) cleanups.push(() => rm(gen.path, { force: true }));
+      overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
+    }
   } catch (e) {
     await shutdown();
     const msg = errorMessage(e);
@@ -183,13 +203,24 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     return 255;
   }
 
+  if (proxyless) {
+    // DISABLE_ENVOY (proxyless gRPC): no Envoy; the xDS proxy and the certificates in OUTPUT_CERTS serve
+    // the application until the agent is told to stop
+    log.info('DISABLE_ENVOY is set: running without Envoy (proxyless mode)');
+    const why = await stopped;
+    status?.setShuttingDown(why.kind === 'signal' ? `received signal: ${why.signal}` : 'received quitquitquit');
+    await shutdown();
+    log.info('Agent has successfully terminated');
+    return 0;
+  }
+
   if (terminating || quitting) {
     log.info('terminated before Envoy was started');
     await shutdown();
     return 0;
   }
 
-  // 5. Envoy
+  // 6. Envoy
   const buildArgs = (hot: HotRestartArgs): string[] =>
     buildEnvoyArgs(
       {

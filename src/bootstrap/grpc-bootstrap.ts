@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
 import { goPathJoin } from '../config/gocompat.js';
 import { sortKeysDeep } from '../config/proxy-config.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../lib/files.js';
 import { typedMetadataJson } from './metadata.js';
 import { bootstrapParams, type BootstrapRuntime } from './params.js';
 

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
 import { goPathJoin } from '../config/gocompat.js';
 import type { Logger } from '../lib/log.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../lib/files.js';
 import { bootstrapParams, BootstrapError, type BootstrapParams, type BootstrapRuntime, type SideFile } from './params.js';
 import { renderBootstrap } from './render.js';
 import { goTemplateData } from './template-data.js';

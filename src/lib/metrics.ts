@@ -1,7 +1,7 @@
 // The agent's own Prometheus metrics. One registry per agent (never prom-client's global one), exposed only
 // through the status server's merged `/stats/prometheus`. Names are exactly pilot-agent's (its OTel exporter
 // adds the `istio_agent_` prefix and no `_total` suffix of its own), plus a few of ours for hot restart.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const AGENT_METRIC_PREFIX = 'istio_agent_';
 
@@ -79,4 +79,40 @@ export function createAgentMetrics(opts: AgentMetricsOptions = {}): AgentMetrics
       ['source'],
     ),
   };
+}
+
+/** The counter `name` in `registry`, created on first use (components share the agent's registry). */
+export function counterIn<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) {
+    if (!(existing instanceof Counter)) throw new Error(`metric ${name} is already registered and is not a counter`);
+    return existing as Counter<L>;
+  }
+  return new Counter<L>({ name, help, labelNames, registers: [registry] });
+}
+
+/** The gauge `name` in `registry`, created on first use; `collect` (if given) runs at each scrape. */
+export function gaugeIn<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = [], collect?: (g: Gauge<L>) => void): Gauge<L> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) {
+    if (!(existing instanceof Gauge)) throw new Error(`metric ${name} is already registered and is not a gauge`);
+    return existing as Gauge<L>;
+  }
+  return new Gauge<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    ...(collect ? { collect(this: Gauge<L>) { collect(this); } } : {}),
+  });
+}
+
+/** The histogram `name` in `registry`, created on first use. */
+export function histogramIn(registry: Registry, name: string, help: string, buckets: readonly number[]): Histogram {
+  const existing = registry.getSingleMetric(name);
+  if (existing) {
+    if (!(existing instanceof Histogram)) throw new Error(`metric ${name} is already registered and is not a histogram`);
+    return existing as Histogram;
+  }
+  return new Histogram({ name, help, buckets: [...buckets], registers: [registry] });
 }

@@ -1,13 +1,85 @@
-// Watches a set of files for content changes (the only importer of chokidar). Watches each file's
-// directory rather than the file, so Kubernetes' atomic `..data` symlink swaps and editor renames are
-// seen; a change is reported only when a watched file's content really differs (debounced).
+// Watches files for changes (the only importer of chokidar). Each file's directory is watched rather than
+// the file, so Kubernetes' atomic `..data` symlink swaps and editor renames are seen; when a directory on
+// the way to the file is itself a symlink (a mounted Secret or ConfigMap swapped as a whole), the directory
+// holding that symlink is watched too. Events are only hints: callers compare contents, so a missed or
+// spurious event never changes the outcome, and an optional poll re-checks on a timer as a safety net.
 import { watch, type FSWatcher } from 'chokidar';
 import { createHash } from 'node:crypto';
+import { lstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 export interface FileWatch {
   close(): Promise<void>;
+}
+
+export interface WatchOptions {
+  /** Quiet time after the last event before the callback runs (default 100 ms). */
+  readonly debounceMs?: number;
+  /** Also call back every `pollMs` (default: never). */
+  readonly pollMs?: number;
+  /** Called when the watcher reports an error (the callback still runs: the caller re-checks contents). */
+  readonly onError?: (err: Error) => void;
+}
+
+/** The directories to watch for `file`: its own, and the parent of the nearest symlinked ancestor directory. */
+export function directoriesFor(file: string): string[] {
+  const dirs = [dirname(file)];
+  for (let d = dirname(file); d !== dirname(d); d = dirname(d)) {
+    try {
+      if (lstatSync(d).isSymbolicLink()) {
+        dirs.push(dirname(d));
+        break;
+      }
+    } catch {
+      break;
+    }
+  }
+  return dirs;
+}
+
+/**
+ * Calls `onEvent` (debounced) after any change in the directories of `paths`, once when the watcher is
+ * ready, and every `pollMs` if set. Never waits more than 5 s for chokidar to come up.
+ */
+export async function watchPaths(paths: readonly string[], onEvent: () => void, opts: WatchOptions = {}): Promise<FileWatch> {
+  const dirs = [...new Set(paths.flatMap((p) => directoriesFor(resolve(p))))];
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const fire = (): void => {
+    if (!closed) onEvent();
+  };
+  const schedule = (): void => {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(fire, opts.debounceMs ?? 100);
+    timer.unref();
+  };
+  const poll = opts.pollMs ? setInterval(fire, opts.pollMs) : undefined;
+  poll?.unref();
+  if (!dirs.length) return { close: async () => (closed = true, poll && clearInterval(poll), undefined) };
+  const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 1, persistent: false });
+  watcher.on('all', schedule);
+  watcher.on('error', (e: unknown) => {
+    opts.onError?.(e instanceof Error ? e : new Error(String(e)));
+    schedule();
+  });
+  await new Promise<void>((r) => {
+    const t = setTimeout(r, 5000);
+    watcher.once('ready', () => {
+      clearTimeout(t);
+      r();
+    });
+  });
+  schedule(); // anything that changed while the watcher was coming up
+  return {
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      if (poll) clearInterval(poll);
+      await watcher.close();
+    },
+  };
 }
 
 async function digest(path: string): Promise<string> {
@@ -18,13 +90,12 @@ async function digest(path: string): Promise<string> {
   }
 }
 
-export async function watchFiles(paths: readonly string[], onChange: (changed: string[]) => void, opts: { debounceMs?: number } = {}): Promise<FileWatch> {
+/** Reports the files whose content changed (compared with the content when watching started). */
+export async function watchFiles(paths: readonly string[], onChange: (changed: string[]) => void, opts: WatchOptions = {}): Promise<FileWatch> {
   const files = [...new Set(paths.map((p) => resolve(p)))];
   const last = new Map<string, string>();
   await Promise.all(files.map(async (f) => last.set(f, await digest(f))));
-  const dirs = [...new Set(files.map((f) => dirname(f)))];
-  let timer: NodeJS.Timeout | undefined;
-  let closed = false;
+  let checking: Promise<void> = Promise.resolve();
   const check = async (): Promise<void> => {
     const changed: string[] = [];
     for (const f of files) {
@@ -34,29 +105,9 @@ export async function watchFiles(paths: readonly string[], onChange: (changed: s
         changed.push(f);
       }
     }
-    if (changed.length && !closed) onChange(changed);
+    if (changed.length) onChange(changed);
   };
-  const schedule = (): void => {
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => void check(), opts.debounceMs ?? 100);
-  };
-  if (!dirs.length) return { close: async () => undefined };
-  const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 1, persistent: false });
-  watcher.on('all', schedule);
-  watcher.on('error', () => schedule());
-  // never let a watcher that does not come up hold the caller: give up waiting after a bound
-  await new Promise<void>((r) => {
-    const t = setTimeout(r, 5000);
-    watcher.once('ready', () => {
-      clearTimeout(t);
-      r();
-    });
-  });
-  return {
-    async close() {
-      closed = true;
-      if (timer) clearTimeout(timer);
-      await watcher.close();
-    },
-  };
+  return watchPaths(files, () => {
+    checking = checking.then(check, check);
+  }, opts);
 }

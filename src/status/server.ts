@@ -76,6 +76,8 @@ export interface StatusServerDeps {
   readonly onRestart?: () => Promise<number>;
   readonly getEnvoyStatus?: () => EnvoyProcessStatus | undefined;
   readonly getXdsStatus?: () => unknown;
+  /** Workload identity (SPIFFE ID, certificate, roots, last CA error, SDS streams). */
+  readonly getIdentityStatus?: () => unknown;
   /** An unexpected serve error after start (pilot-agent then SIGTERMs itself). */
   readonly onServeError?: (err: Error) => void;
   /** Process start time (ms since epoch), for startup duration and uptime. */
@@ -370,12 +372,15 @@ class StatusServerImpl implements StatusServer {
           )
         : Promise.resolve(undefined),
     ]);
-    let xds: unknown = null;
-    try {
-      xds = this.deps.getXdsStatus?.() ?? null;
-    } catch (e) {
-      xds = { error: e instanceof Error ? e.message : String(e) };
-    }
+    const section = (get: (() => unknown) | undefined): unknown => {
+      try {
+        return get?.() ?? null;
+      } catch (e) {
+        return { error: e instanceof Error ? e.message : String(e) };
+      }
+    };
+    const xds = section(this.deps.getXdsStatus);
+    const identity = section(this.deps.getIdentityStatus);
     const body = {
       agent: {
         name: AGENT_NAME,
@@ -388,6 +393,7 @@ class StatusServerImpl implements StatusServer {
       envoy: { process: this.deps.getEnvoyStatus?.() ?? null, server: server ?? null },
       readiness: { ready: readiness.ready, ...(readiness.reason !== undefined ? { reason: readiness.reason } : {}) },
       xds,
+      identity,
     };
     send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
   }

@@ -1,6 +1,7 @@
 // The xDS proxy's counters, named exactly as pilot-agent's. The agent passes the handles from
 // `createAgentMetrics()` (src/lib/metrics.ts); `xdsProxyMetrics(registry)` finds or creates them in any registry.
-import { Counter, type Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
+import { counterIn } from '../lib/metrics.js';
 
 export interface XdsProxyMetrics {
   /** `istio_agent_istiod_connection_failures` */
@@ -15,14 +16,7 @@ export interface XdsProxyMetrics {
   readonly xdsProxyResponses: Counter;
 }
 
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
-  const existing = registry.getSingleMetric(name);
-  if (existing) {
-    if (!(existing instanceof Counter)) throw new Error(`metric ${name} is already registered and is not a counter`);
-    return existing as Counter<L>;
-  }
-  return new Counter<L>({ name, help, labelNames, registers: [registry] });
-}
+const counter = <L extends string = never>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> => counterIn(registry, name, help, labelNames);
 
 export function xdsProxyMetrics(registry: Registry): XdsProxyMetrics {
   return {

@@ -5,6 +5,9 @@ import { statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseGoDuration } from '../lib/duration.js';
 import { IssueList } from '../lib/errors.js';
+import { hostOf, xdsServerName, type ClientTls } from '../lib/grpc-credentials.js';
+
+export { hostOf, xdsServerName };
 
 /** Relative to the agent's working directory, as in the container (WORKDIR /). */
 export const DEFAULT_CONFIG_PATH = './etc/istio/proxy';
@@ -23,16 +26,8 @@ export const DEFAULT_MAX_CONCURRENT_STREAMS = 100_000;
 /** ISTIO_GPRC_MAXRECVMSGSIZE default (4 MiB): the largest request Envoy may send us. */
 export const DEFAULT_MAX_DOWNSTREAM_RECV_BYTES = 4 * 1024 * 1024;
 
-/** TLS toward istiod. */
-export interface UpstreamTls {
-  /** PEM file with the roots to trust; null = the system trust store (XDS_ROOT_CA=SYSTEM). Re-read for every new connection. */
-  readonly rootCertPath: string | null;
-  /** TLS server name (SNI and the name the certificate must carry). */
-  readonly serverName: string;
-  /** Client certificate (PROV_CERT or FILE_MOUNTED_CERTS); presented only while parsable and unexpired. */
-  readonly clientCertChainPath?: string;
-  readonly clientKeyPath?: string;
-}
+/** TLS toward istiod (`rootCertPath` null = the operating system's trust store, XDS_ROOT_CA=SYSTEM). */
+export type UpstreamTls = ClientTls;
 
 /** What the proxy needs from configuration; spread it into `createXdsProxy` options. */
 export interface XdsProxySettings {
@@ -87,20 +82,6 @@ function parseGoBool(v: string): boolean | undefined {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
   return undefined;
-}
-
-/** Host part of host:port, like Go's net.SplitHostPort; undefined when there is no port. */
-export function hostOf(address: string): string | undefined {
-  const m = /^\[([^\]]*)\]:([^:]*)$/.exec(address) ?? /^([^:]*):([^:]*)$/.exec(address);
-  return m ? m[1] : undefined;
-}
-
-/** The TLS server name pilot-agent uses for istiod: the address host (`localhost*` => istiod.istio-system.svc), ISTIOD_SAN wins. */
-export function xdsServerName(discoveryAddress: string, istiodSan: string | undefined): string {
-  if (istiodSan) return istiodSan;
-  const host = hostOf(discoveryAddress) ?? '';
-  if (host.includes('localhost')) return 'istiod.istio-system.svc';
-  return host;
 }
 
 export function resolveXdsProxySettings(input: XdsSettingsInput): XdsProxySettings {

@@ -9,7 +9,7 @@
 // Messages are never decoded: both gRPC ends use identity (de)serializers, and a tiny wire reader
 // (wire.ts) peeks at type_url/nonce/version/counts. Flow control is end to end: the next istiod message is
 // read only after the previous one was written to Envoy, so at most one response is held in memory.
-import { Metadata, Server, ServerCredentials, connectivityState, status as Status } from '@grpc/grpc-js';
+import { Metadata, Server, connectivityState, status as Status } from '@grpc/grpc-js';
 import type { Channel, ServerDuplexStream, StatusObject } from '@grpc/grpc-js';
 import { AgentError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -18,7 +18,7 @@ import { xdsProxyMetrics, type XdsProxyMetrics } from './metrics.js';
 import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
 import { DELTA_METHOD, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
-import { bindOwnerOnlySocket, removeOwnSocket, type BoundSocket } from './uds.js';
+import { bindGrpcServerOnUds, removeOwnSocket, shutdownGrpcServer, type BoundSocket } from '../lib/uds.js';
 import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
 
@@ -565,14 +565,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     });
     server = srv;
     try {
-      bound = await bindOwnerOnlySocket(
-        opts.udsPath,
-        (bindPath) =>
-          new Promise<void>((resolve, reject) => {
-            srv.bindAsync(`unix:${bindPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-          }),
-        opts.processCwd ?? process.cwd(),
-      );
+      bound = await bindGrpcServerOnUds(srv, opts.udsPath, opts.processCwd ?? process.cwd());
     } catch (e) {
       state = 'closed';
       srv.forceShutdown();
@@ -587,19 +580,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     state = 'closing';
     for (const s of [...active]) s.finish({ code: Status.UNAVAILABLE, details: 'xds proxy is shutting down' });
     const srv = server;
-    if (srv && wasServing) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          srv.forceShutdown();
-          resolve();
-        }, closeTimeoutMs);
-        timer.unref();
-        srv.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    if (srv && wasServing) await shutdownGrpcServer(srv, closeTimeoutMs);
     if (bound) await removeOwnSocket(opts.udsPath, bound);
     state = 'closed';
   }

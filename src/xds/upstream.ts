@@ -2,10 +2,8 @@
 // every downstream stream), built from files re-read at that moment, so a rotated root or token applies to
 // the next connection. Messages stay raw Buffers: we use grpc-js's channel-level Call API, which carries
 // serialized bytes and lets us ask for exactly one message at a time (flow control toward istiod).
-import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { createSecureContext } from 'node:tls';
-import { Channel, Metadata, credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { Channel, Metadata, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { clientCredentials, readBearerToken } from '../lib/grpc-credentials.js';
 import type { Logger } from '../lib/log.js';
 import { errorMessage } from '../lib/errors.js';
 import type { UpstreamTls, XdsProxySettings } from './options.js';
@@ -18,41 +16,9 @@ export const UPSTREAM_FLOW_CONTROL_WINDOW = 1024 * 1024;
 /** The part of the proxy's settings the upstream side needs. */
 export type UpstreamConfig = Pick<XdsProxySettings, 'discoveryAddress' | 'tls' | 'tokenPath' | 'clusterId' | 'xdsHeaders' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs'>;
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
-
-async function clientKeyCert(tls: UpstreamTls, log: Logger): Promise<{ cert: Buffer; key: Buffer } | undefined> {
-  if (!tls.clientCertChainPath || !tls.clientKeyPath) return undefined;
-  let cert: Buffer;
-  try {
-    cert = await readFile(tls.clientCertChainPath);
-    const leaf = new X509Certificate(cert);
-    if (Date.parse(leaf.validTo) <= Date.now()) {
-      log.warn('cert expired, using token instead', { path: tls.clientCertChainPath });
-      return undefined;
-    }
-  } catch (e) {
-    log.warn(`cannot parse the cert chain, using token instead: ${errorMessage(e)}`, { path: tls.clientCertChainPath });
-    return undefined;
-  }
-  return { cert, key: await readFile(tls.clientKeyPath) };
-}
-
-/** Channel credentials for one connection; throws (naming the file) when the roots cannot be used. */
+/** Channel credentials for one upstream connection. */
 export async function upstreamCredentials(tls: UpstreamTls | null, log: Logger): Promise<ChannelCredentials> {
-  if (!tls) return credentials.createInsecure();
-  let ca: Buffer | undefined;
-  if (tls.rootCertPath !== null) {
-    ca = await readFile(tls.rootCertPath);
-    if (!PEM_CERT.test(ca.toString('latin1')))
-      throw new Error(`failed to create TLS dial option with root certificates: no PEM certificate in ${tls.rootCertPath}`);
-  }
-  const client = await clientKeyCert(tls, log);
-  const ctx = createSecureContext({
-    minVersion: 'TLSv1.2',
-    ...(ca ? { ca } : {}),
-    ...(client ? { cert: client.cert, key: client.key } : {}),
-  });
-  return credentials.createFromSecureContext(ctx);
+  return clientCredentials(tls, log);
 }
 
 export function upstreamChannelOptions(cfg: UpstreamConfig): ChannelOptions {
@@ -73,17 +39,6 @@ export function upstreamChannelOptions(cfg: UpstreamConfig): ChannelOptions {
 export async function openUpstreamChannel(cfg: UpstreamConfig, log: Logger): Promise<Channel> {
   const creds = await upstreamCredentials(cfg.tls, log);
   return new Channel(cfg.discoveryAddress, creds, upstreamChannelOptions(cfg));
-}
-
-/** Reads the bearer token as pilot-agent's token plugin does: trimmed; a missing file is a warning and no header. */
-export async function readBearerToken(tokenPath: string | null, log: Logger): Promise<string> {
-  if (!tokenPath) return '';
-  try {
-    return (await readFile(tokenPath, 'utf8')).trim();
-  } catch (e) {
-    log.warn(`failed to fetch token from file: ${errorMessage(e)}`);
-    return '';
-  }
 }
 
 /** Per-stream metadata: `ClusterID`, every XDS_HEADER_*, and `authorization: Bearer <token>` when there is a token. */

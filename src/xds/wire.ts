@@ -1,82 +1,12 @@
+import { Writer, WT_LEN, forEachField, type WireField } from '../lib/protowire.js';
+
+export { WireFormatError, forEachField, readVarint } from '../lib/protowire.js';
+
 // Just enough of the protobuf wire format to relay xDS without decoding it.
 // The proxy keeps every DiscoveryRequest/Response as the raw bytes gRPC handed it and only peeks at a
 // handful of top-level scalar fields (type_url, nonce, version, counts). Skipping a length-delimited field
 // is O(1), so even a 50 MB response costs one pass over its top-level field headers and no allocation
 // besides the few strings we read.
-
-export class WireFormatError extends Error {
-  constructor(message: string) {
-    super(`malformed protobuf: ${message}`);
-    this.name = 'WireFormatError';
-  }
-}
-
-const WT_VARINT = 0;
-const WT_I64 = 1;
-const WT_LEN = 2;
-const WT_I32 = 5;
-
-/** One top-level field: for VARINT `value` holds the number; for LEN `start`/`end` bound the payload. */
-export interface WireField {
-  readonly field: number;
-  readonly wireType: number;
-  readonly value: number;
-  readonly start: number;
-  readonly end: number;
-}
-
-/** Reads a varint at `pos`; returns [value, nextPos]. Values beyond 2^53 lose precision (we only read lengths and small ints). */
-export function readVarint(buf: Uint8Array, pos: number, limit = buf.length): [number, number] {
-  let result = 0;
-  let mul = 1;
-  for (let i = 0; i < 10; i++) {
-    if (pos >= limit) throw new WireFormatError('truncated varint');
-    const b = buf[pos++]!;
-    result += (b & 0x7f) * mul;
-    if ((b & 0x80) === 0) return [result, pos];
-    mul *= 128;
-  }
-  throw new WireFormatError('varint longer than 10 bytes');
-}
-
-/** Calls `visit` for every top-level field of the message in buf[start, end). */
-export function forEachField(buf: Uint8Array, visit: (f: WireField) => void, start = 0, end = buf.length): void {
-  let pos = start;
-  while (pos < end) {
-    const [key, p1] = readVarint(buf, pos, end);
-    const field = Math.floor(key / 8);
-    const wireType = key & 7;
-    if (field === 0) throw new WireFormatError(`field number 0 at offset ${pos}`);
-    pos = p1;
-    switch (wireType) {
-      case WT_VARINT: {
-        const [value, p2] = readVarint(buf, pos, end);
-        visit({ field, wireType, value, start: pos, end: p2 });
-        pos = p2;
-        break;
-      }
-      case WT_I64:
-        if (pos + 8 > end) throw new WireFormatError('truncated fixed64');
-        visit({ field, wireType, value: 0, start: pos, end: pos + 8 });
-        pos += 8;
-        break;
-      case WT_LEN: {
-        const [len, p2] = readVarint(buf, pos, end);
-        if (p2 + len > end) throw new WireFormatError(`field ${field} length ${len} runs past the end`);
-        visit({ field, wireType, value: len, start: p2, end: p2 + len });
-        pos = p2 + len;
-        break;
-      }
-      case WT_I32:
-        if (pos + 4 > end) throw new WireFormatError('truncated fixed32');
-        visit({ field, wireType, value: 0, start: pos, end: pos + 4 });
-        pos += 4;
-        break;
-      default:
-        throw new WireFormatError(`unsupported wire type ${wireType} for field ${field}`);
-    }
-  }
-}
 
 function str(buf: Buffer, f: WireField): string {
   return buf.toString('utf8', f.start, f.end);
@@ -223,41 +153,6 @@ export function firstResource(buf: Buffer, delta: boolean): RawAny | undefined {
     found.end,
   );
   return anyField ? readAny(buf, anyField.start, anyField.end) : undefined;
-}
-
-// ---- writing (only the small requests the agent itself sends) ----
-
-class Writer {
-  private readonly parts: Buffer[] = [];
-  private varint(n: number): void {
-    const bytes: number[] = [];
-    let v = n;
-    while (v >= 0x80) {
-      bytes.push((v % 128) | 0x80);
-      v = Math.floor(v / 128);
-    }
-    bytes.push(v);
-    this.parts.push(Buffer.from(bytes));
-  }
-  uint(field: number, n: number): this {
-    if (n === 0) return this;
-    this.varint(field * 8 + WT_VARINT);
-    this.varint(n);
-    return this;
-  }
-  bytes(field: number, b: Buffer): this {
-    this.varint(field * 8 + WT_LEN);
-    this.varint(b.length);
-    this.parts.push(b);
-    return this;
-  }
-  string(field: number, s: string | undefined): this {
-    if (!s) return this;
-    return this.bytes(field, Buffer.from(s, 'utf8'));
-  }
-  finish(): Buffer {
-    return Buffer.concat(this.parts);
-  }
 }
 
 export interface ErrorDetail {

@@ -4,31 +4,19 @@
 // JWT minted for the pod's service account, istiod's root cert, discoveryAddress localhost:15012
 // (TLS, server name istiod.istio-system.svc, bearer token), CLOUD_PLATFORM=none.
 //
-// Readiness and the missing SDS server. Our agent has no SDS server yet, so
-// ./var/run/secrets/workload-spiffe-uds/socket does not exist. With istiod's default mesh (mTLS
-// PERMISSIVE) the virtualInbound listener has TLS filter chains whose secrets `default` and `ROOTCA`
-// come over SDS from the `sds-grpc` cluster (that socket), with `initial_fetch_timeout: 0s` (wait
-// forever; pkg/model/authentication.go). Envoy therefore never finishes its initial init:
-//   - /server_info: "state": "INITIALIZING"; stats: server.state 3, listener_manager.workers_started 0,
-//     while cds/lds update_success 1 and update_rejected 0 (everything istiod sent was accepted);
-//   - /init_dump: the only unready target holding anything is
-//     "init manager Listener-local-init-manager virtualInbound ..." with target_names
-//     ["shared target SdsApi ROOTCA", "shared target SdsApi default"];
-//   - /config_dump: dynamic_warming_secrets `default` and `ROOTCA`, version_info "uninitialized";
-//   - so workers never start, nothing binds 15021, and :15020/healthz/ready is 503
-//     ("listener_manager.workers_started is not yet updated").
-// The first tests assert exactly that (and everything that does work: xDS through our proxy over TLS
-// with the JWT, ACKed; istiod's /debug/syncz lists the pod; the ServiceEntry cluster is in Envoy).
-// Then the test turns mTLS off mesh-wide (a PeerAuthentication DISABLE in the root namespace):
-// istiod pushes listeners without TLS chains through our proxy, Envoy leaves INITIALIZING, and both
-// :15020/healthz/ready and :15021/healthz/ready (through Envoy) answer 200. When the SDS server lands,
-// the PERMISSIVE part must change to expect readiness without the PeerAuthentication.
+// Workload identity: the agent runs its SDS server on ./var/run/secrets/workload-spiffe-uds/socket and gets
+// the workload certificate from istiod's CA (CreateCertificate over TLS with the pod's JWT). With istiod's
+// default mesh (mTLS PERMISSIVE) every inbound listener waits for the SDS secrets `default` and `ROOTCA`
+// (`initial_fetch_timeout: 0s`), so Envoy becomes ready only once they are served: no PeerAuthentication
+// override is needed.
 //
 // Data path: with REDIRECT interception and no iptables, 0.0.0.0:15001 is not reachable as such, so
 // a Sidecar resource declares an egress listener on 127.0.0.1:9080 with captureMode NONE; istiod
 // builds it with bind_to_port, and a request to it with `Host: echo.example.test` goes through Envoy
 // to the app behind the ServiceEntry (a STATIC endpoint on 127.0.0.1:<app port> in the namespace).
 import assert from 'node:assert/strict';
+import { X509Certificate, createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, runProc, startProc, PEER_PATH, type Netns, type Proc } from '../helpers/go-agent.js';
 import { startIstiod, type Istiod } from '../helpers/istiod.js';
@@ -64,15 +52,6 @@ spec:
     bind: 127.0.0.1
     captureMode: NONE
     hosts: ["./*"]
-`;
-
-const MTLS_DISABLE = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: istio-system
-spec:
-  mtls: {mode: DISABLE}
 `;
 
 // the app behind the ServiceEntries: echoes what it saw
@@ -146,6 +125,8 @@ void describe('our agent + real istiod + real Envoy (injected pod, in a network 
       rootCert: istiod.rootCertPem,
       token: istiod.mintToken('default', 'sleep'),
       proxyConfig: { discoveryAddress: istiod.discoveryAddress, drainDuration: '5s', terminationDrainDuration: '1s' },
+      // the CA is istiod itself, reached as the discovery address is (the injector's istiod.istio-system.svc does not resolve here)
+      env: { CA_ADDR: istiod.discoveryAddress },
     });
     const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, ...pod.args]);
     agent = startProc(cmd, args, { cwd: pod.cwd, env: pod.env });
@@ -197,26 +178,7 @@ void describe('our agent + real istiod + real Envoy (injected pod, in a network 
     assert.match(clusters, new RegExp(`outbound\\|${EGRESS_PORT}\\|\\|echo\\.example\\.test::127\\.0\\.0\\.1:${APP_PORT}::`));
   });
 
-  void it('without an SDS server, stays INITIALIZING on the mTLS secrets of virtualInbound (not ready)', async () => {
-    const server = JSON.parse((await get('/server_info')).body) as { state: string };
-    assert.equal(server.state, 'INITIALIZING');
-    const init = JSON.parse((await get('/init_dump')).body) as { unready_targets_dumps?: Array<{ name: string; target_names?: string[] }> };
-    const blocking = (init.unready_targets_dumps ?? []).filter((d) => d.target_names?.length);
-    assert.equal(blocking.length, 1, JSON.stringify(init));
-    assert.match(blocking[0]!.name, /Listener-local-init-manager virtualInbound/);
-    assert.deepEqual([...blocking[0]!.target_names!].sort(), ['shared target SdsApi ROOTCA', 'shared target SdsApi default']);
-    const secrets = JSON.parse((await get('/config_dump?resource=dynamic_warming_secrets')).body) as any;
-    assert.deepEqual(secrets.configs.map((s: any) => s.name).sort(), ['ROOTCA', 'default']);
-    const stats = (await get('/stats?filter=^(server.state|listener_manager.workers_started)$')).body;
-    assert.equal(statValue(stats, 'listener_manager.workers_started'), 0, stats);
-    const ready = await get('/healthz/ready', 15020);
-    assert.equal(ready.status, 503);
-    await poll('the agent logging why it is not ready', 5000, async () => (/Envoy proxy is NOT ready: failed to get readiness stats: (server\.state|listener_manager\.workers_started) is not yet updated/.test(agent!.output()) ? true : undefined), () => agent!.output());
-    assert.equal(await netns!.waitTcp(15021, 500), false, 'nothing listens on 15021 before the workers start');
-  });
-
-  void it('with mTLS disabled mesh-wide (pushed through our proxy): ready on 15020 and on 15021 through Envoy', async () => {
-    await istiod!.writeConfig('peer-authn.yaml', MTLS_DISABLE);
+  void it('is ready on 15020 and on 15021 through Envoy, with the default mesh (mTLS PERMISSIVE) and no PeerAuthentication', async () => {
     await poll('agent /healthz/ready 200', 30_000, async () => ((await get('/healthz/ready', 15020)).status === 200 ? true : undefined), diag);
     assert.equal((await get('/healthz/ready', 15021)).status, 200);
     const stats = (await get('/stats?filter=(update_rejected$|^server.state$|^listener_manager.workers_started$)')).body;
@@ -224,6 +186,34 @@ void describe('our agent + real istiod + real Envoy (injected pod, in a network 
     assert.equal(statValue(stats, 'listener_manager.workers_started'), 1, stats);
     assert.equal(statValue(stats, 'cluster_manager.cds.update_rejected'), 0, stats);
     assert.equal(statValue(stats, 'listener_manager.lds.update_rejected'), 0, stats);
+    // no PeerAuthentication anywhere: the mesh is istiod's default
+    assert.deepEqual(readdirSync(istiod!.configDir).sort(), ['echo.yaml', 'sidecar.yaml']);
+    // the inbound listeners really carry TLS chains fed by our SDS server
+    const dump = (await get('/config_dump?resource=dynamic_active_secrets')).body;
+    const secrets = (JSON.parse(dump) as { configs: Array<{ name: string }> }).configs.map((c) => c.name).sort();
+    assert.deepEqual(secrets, ['ROOTCA', 'default']);
+  });
+
+  void it("holds our SPIFFE ID issued by istiod's CA (Envoy /certs), and shows it in /debug/status", async () => {
+    const certs = JSON.parse((await get('/certs')).body) as { certificates: Array<{ ca_cert: Array<{ serial_number: string; subject_alt_names?: unknown[] }>; cert_chain: Array<{ serial_number: string; subject_alt_names?: Array<{ uri?: string }> }> }> };
+    // one entry per TLS context that uses the secret, all holding the same certificate
+    const chains = certs.certificates.filter((c) => c.cert_chain.length);
+    assert.ok(chains.length >= 1, JSON.stringify(certs));
+    assert.equal(new Set(chains.map((c) => c.cert_chain[0]!.serial_number)).size, 1, JSON.stringify(certs));
+    assert.equal(chains[0]!.cert_chain[0]!.subject_alt_names?.[0]?.uri, 'spiffe://cluster.local/ns/default/sa/sleep');
+    // issued under istiod's plugged-in root: the trust bundle Envoy holds is that root
+    const root = new X509Certificate(istiod!.rootCertPem);
+    const caSerials = certs.certificates.flatMap((c) => c.ca_cert.map((x) => x.serial_number.toLowerCase()));
+    assert.ok(caSerials.includes(root.serialNumber.toLowerCase()), `${root.serialNumber} in ${JSON.stringify(caSerials)}`);
+    // istiod signed it: the leaf verifies under istiod's CA chain (intermediate from the plugged-in cacerts)
+    const status = JSON.parse((await get('/debug/status', 15020)).body) as { identity: { state: string; spiffeId: string; certificate: { serial: string; notAfter: string }; roots: Array<{ sha256: string }> } };
+    assert.equal(status.identity.state, 'ready');
+    assert.equal(status.identity.spiffeId, 'spiffe://cluster.local/ns/default/sa/sleep');
+    assert.equal(status.identity.certificate.serial.toLowerCase(), chains[0]!.cert_chain[0]!.serial_number.toLowerCase());
+    assert.deepEqual(status.identity.roots.map((r) => r.sha256), [createHash('sha256').update(root.raw).digest('hex')]);
+    // istiod's own count of the certificates its CA issued
+    const cm = (await get('/metrics', istiod!.ports.monitoring)).body;
+    assert.ok(Number(/^citadel_server_success_cert_issuance_count(?:\{[^}]*\})? (\d+)/m.exec(cm)?.[1]) >= 1, cm.split('\n').filter((l) => l.startsWith('citadel')).join('\n'));
   });
 
   void it('routes a request through Envoy to the app behind the ServiceEntry', async () => {

@@ -4,6 +4,7 @@
 // socket, so the path either does not exist or is a listening, owner-only socket. No process-wide umask
 // change is needed (that would race with other files the agent writes at the same time).
 import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
+import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import { basename, dirname, join, relative } from 'node:path';
 
 /** sizeof(sockaddr_un.sun_path) - 1 on Linux. */
@@ -60,4 +61,31 @@ export async function removeOwnSocket(path: string, sock: BoundSocket): Promise<
   } catch {
     // already gone
   }
+}
+
+/** Binds a grpc-js server on an owner-only Unix socket at `path` (see bindOwnerOnlySocket). */
+export async function bindGrpcServerOnUds(server: GrpcServer, path: string, processCwd: string): Promise<BoundSocket> {
+  return bindOwnerOnlySocket(
+    path,
+    (bindPath) =>
+      new Promise<void>((resolve, reject) => {
+        server.bindAsync(`unix:${bindPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      }),
+    processCwd,
+  );
+}
+
+/** Graceful stop of a grpc-js server, forced after `timeoutMs` (open streams would otherwise hold it forever). */
+export function shutdownGrpcServer(server: GrpcServer, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, timeoutMs);
+    timer.unref();
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -1,0 +1,192 @@
+// Client of Istio's CA service, `istio.v1.auth.IstioCertificateService/CreateCertificate`, as pilot-agent's
+// Citadel client: TLS to CA_ADDR (plaintext for a `:15010` address) with the root chosen at start-up and
+// re-read for every connection, the bearer token re-read for every attempt, `ClusterID` and CA_HEADER_*
+// metadata, the requested TTL and `CertSigner`. A failed call closes the connection so the next one is
+// built afresh (a new root, a new client certificate). Transient failures are retried as pilot-agent's gRPC
+// interceptor does (5 calls, 100 ms doubling, ±10 %); unlike pilot-agent, every attempt has a deadline.
+import { Client, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { clientCredentials, readBearerToken, type ClientTls } from '../lib/grpc-credentials.js';
+import type { Logger } from '../lib/log.js';
+import { Writer, WT_LEN, forEachField } from '../lib/protowire.js';
+
+export const CREATE_CERTIFICATE_METHOD = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
+/** The largest CA response we accept (a chain is a few KiB). */
+export const MAX_CA_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** Codes pilot-agent's retry interceptor retries (Canceled and DeadlineExceeded never are, in practice). */
+const RETRIED_CODES = new Set<number>([Status.RESOURCE_EXHAUSTED, Status.ABORTED, Status.INTERNAL, Status.UNAVAILABLE]);
+const MAX_CALLS = 5;
+
+/** gRPC code names as grpc-go prints them (`rpc error: code = Unavailable desc = ...`). */
+const CODE_NAMES: Record<number, string> = {
+  0: 'OK', 1: 'Canceled', 2: 'Unknown', 3: 'InvalidArgument', 4: 'DeadlineExceeded', 5: 'NotFound', 6: 'AlreadyExists',
+  7: 'PermissionDenied', 8: 'ResourceExhausted', 9: 'FailedPrecondition', 10: 'Aborted', 11: 'OutOfRange', 12: 'Unimplemented',
+  13: 'Internal', 14: 'Unavailable', 15: 'DataLoss', 16: 'Unauthenticated',
+};
+
+export class CaCallError extends Error {
+  constructor(
+    /** gRPC status code, or -1 when the call could not be made (bad root file). */
+    readonly code: number,
+    /** What the CA said (the status message). */
+    readonly details: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CaCallError';
+  }
+  /** Worth retrying soon: the CA may answer next time. Refusals (token, policy, request) are not. */
+  get transient(): boolean {
+    return this.code === -1 || ![Status.PERMISSION_DENIED, Status.UNAUTHENTICATED, Status.INVALID_ARGUMENT, Status.UNIMPLEMENTED, Status.FAILED_PRECONDITION].includes(this.code);
+  }
+  get codeName(): string {
+    return this.code === -1 ? 'Setup' : (CODE_NAMES[this.code] ?? String(this.code));
+  }
+}
+
+export interface CaClientOptions {
+  /** host:port of the CA (CA_ADDR, else the discovery address). */
+  readonly endpoint: string;
+  /** null = plaintext (an endpoint ending in :15010). */
+  readonly tls: ClientTls | null;
+  readonly tokenPath: string | null;
+  readonly clusterId: string;
+  /** CA_HEADER_<K>=v as { K: v }. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** ISTIO_META_CERT_SIGNER (always sent, even empty). */
+  readonly certSigner: string;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  /** Deadline of one attempt (default 30 s). */
+  readonly callTimeoutMs?: number;
+  /** Scope `citadelclient`. */
+  readonly log: Logger;
+  /** Scope `ca` (retry warnings). */
+  readonly retryLog: Logger;
+  /** Called before each retry (istio_agent_num_outgoing_retries{request_type="csr"}). */
+  readonly onRetry?: () => void;
+  /** For tests: the wait before retry n (default 100 ms × 2^n ± 10 %). */
+  readonly retryDelayMs?: (attempt: number) => number;
+}
+
+export interface CaClient {
+  /** Sends the CSR; resolves to the `cert_chain` elements (leaf first) or rejects with a CaCallError. */
+  sign(csrPem: string, validitySeconds: number): Promise<string[]>;
+  close(): void;
+}
+
+/** IstioCertificateRequest{csr = 1, validity_duration = 3, metadata = 4 (Struct {"CertSigner": string})}. */
+export function encodeCertificateRequest(csrPem: string, validitySeconds: number, certSigner: string): Buffer {
+  const value = new Writer().presentString(3, certSigner); // google.protobuf.Value.string_value
+  const entry = new Writer().string(1, 'CertSigner').message(2, value); // map<string, Value> entry
+  const struct = new Writer().message(1, entry);
+  return new Writer().string(1, csrPem).uint(3, validitySeconds).message(4, struct).finish();
+}
+
+/** IstioCertificateResponse.cert_chain (repeated string, field 1). */
+export function decodeCertificateResponse(buf: Buffer): string[] {
+  const chain: string[] = [];
+  forEachField(buf, (f) => {
+    if (f.field === 1 && f.wireType === WT_LEN) chain.push(buf.toString('utf8', f.start, f.end));
+  });
+  return chain;
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+/** Go's status error text, which operators grep for. */
+function statusText(code: number, details: string): string {
+  return `rpc error: code = ${CODE_NAMES[code] ?? code} desc = ${details}`;
+}
+
+export function createCaClient(o: CaClientOptions): CaClient {
+  let client: Client | undefined;
+  let closed = false;
+  const retryDelay = o.retryDelayMs ?? ((n: number) => 100 * 2 ** n * (0.9 + Math.random() * 0.2));
+
+  async function connect(): Promise<Client> {
+    if (client) return client;
+    let creds;
+    try {
+      creds = await clientCredentials(o.tls, o.log);
+    } catch (e) {
+      throw new CaCallError(-1, (e as Error).message, `create certificate: ${(e as Error).message}`);
+    }
+    client = new Client(o.endpoint, creds, {
+      'grpc.keepalive_time_ms': o.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
+      'grpc.max_receive_message_length': MAX_CA_RESPONSE_BYTES,
+      'grpc-node.flow_control_window': 1024 * 1024,
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.enable_retries': 0,
+      ...(o.tls ? { 'grpc.ssl_target_name_override': o.tls.serverName, 'grpc.default_authority': o.tls.serverName } : {}),
+    });
+    return client;
+  }
+
+  function reconnect(): void {
+    const c = client;
+    client = undefined;
+    if (c) {
+      c.close();
+      o.log.info('recreated connection');
+    }
+  }
+
+  async function metadata(): Promise<Metadata> {
+    const md = new Metadata();
+    md.set('ClusterID', o.clusterId);
+    for (const [k, v] of Object.entries(o.headers)) {
+      try {
+        md.set(k, v);
+      } catch (e) {
+        o.log.warn(`ignoring CA header ${k}: ${(e as Error).message}`);
+      }
+    }
+    const token = await readBearerToken(o.tokenPath, o.log);
+    if (token) md.set('authorization', `Bearer ${token}`);
+    return md;
+  }
+
+  async function attempt(req: Buffer): Promise<string[]> {
+    if (closed) throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
+    const c = await connect();
+    const md = await metadata();
+    const deadline = Date.now() + (o.callTimeoutMs ?? 30_000);
+    return new Promise<string[]>((resolve, reject) => {
+      c.makeUnaryRequest(CREATE_CERTIFICATE_METHOD, identity, identity, req, md, { deadline }, (err: ServiceError | null, res?: Buffer) => {
+        if (err) reject(new CaCallError(err.code, err.details, `create certificate: ${statusText(err.code, err.details)}`));
+        else resolve(decodeCertificateResponse(res ?? Buffer.alloc(0)));
+      });
+    });
+  }
+
+  return {
+    async sign(csrPem, validitySeconds) {
+      const req = encodeCertificateRequest(csrPem, validitySeconds, o.certSigner);
+      try {
+        for (let n = 0; ; n++) {
+          try {
+            return await attempt(req);
+          } catch (e) {
+            const err = e as CaCallError;
+            if (n + 1 >= MAX_CALLS || !RETRIED_CODES.has(err.code) || closed) throw err;
+            const wait = retryDelay(n);
+            o.retryLog.warn(`ca request failed, starting attempt ${n + 1} in ${Math.round(wait)}ms`);
+            o.onRetry?.();
+            await sleep(wait);
+          }
+        }
+      } catch (e) {
+        o.log.error(`failed to sign CSR: ${(e as Error).message}`);
+        reconnect();
+        throw e;
+      }
+    },
+    close() {
+      closed = true;
+      client?.close();
+      client = undefined;
+    },
+  };
+}
