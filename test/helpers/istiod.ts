@@ -37,6 +37,11 @@ export interface IstiodOptions {
   ports?: Partial<IstiodPorts>;
   /** Run istiod (and its JWKS server) inside this namespace; else in the caller's, on 127.0.0.1. */
   netns?: Netns;
+  /**
+   * Address istiod's HTTP, gRPC, secure gRPC and monitoring ports bind to (default 127.0.0.1);
+   * e.g. 0.0.0.0 inside a namespace other namespaces route to. The JWKS server stays on 127.0.0.1.
+   */
+  listenHost?: string;
   /** Merged over the default mesh config (trustDomain cluster.local, no tracing, no metrics providers). */
   mesh?: Record<string, unknown>;
   /** Initial files of the config dir: name (.yaml) → YAML text. */
@@ -104,11 +109,11 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitTcpLocal(port: number, timeoutMs: number, alive: () => boolean): Promise<boolean> {
+async function waitTcpLocal(port: number, timeoutMs: number, alive: () => boolean, host = '127.0.0.1'): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && alive()) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
+      const s = connect(port, host);
       s.once('connect', () => {
         s.destroy();
         resolve(true);
@@ -215,7 +220,7 @@ export async function startIstiod(opts: IstiodOptions = {}): Promise<Istiod> {
       });
     }
 
-    const addr = (p: number): string => `127.0.0.1:${p}`;
+    const addr = (p: number): string => `${opts.listenHost ?? '127.0.0.1'}:${p}`;
     const args = [
       '--configDir=./config',
       '--meshConfig=./etc/istio/config/mesh',
@@ -234,10 +239,11 @@ export async function startIstiod(opts: IstiodOptions = {}): Promise<Istiod> {
     let alive = true;
     void p.exited.then(() => (alive = false));
     const timeoutMs = opts.startTimeoutMs ?? 60_000;
+    const probeHost = !opts.listenHost || opts.listenHost === '0.0.0.0' ? '127.0.0.1' : opts.listenHost;
     // 15012 opens only after caches synced and the CA is registered
     const up = netns
-      ? await Promise.race([netns.waitTcp(ports.secureGrpc, timeoutMs), p.exited.then(() => false)])
-      : await waitTcpLocal(ports.secureGrpc, timeoutMs, () => alive);
+      ? await Promise.race([netns.waitTcp(ports.secureGrpc, timeoutMs, probeHost), p.exited.then(() => false)])
+      : await waitTcpLocal(ports.secureGrpc, timeoutMs, () => alive, probeHost);
     if (!up) throw new Error(`istiod did not open ${ports.secureGrpc} within ${timeoutMs} ms (alive=${alive}); output:\n${p.output()}`);
     if (netns && !(await netns.waitTcp(ports.jwks, 5000))) throw new Error('the JWKS server did not start');
 
