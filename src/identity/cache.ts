@@ -584,7 +584,7 @@ export class SecretCache {
     for (const b of pemCertBlocks(this.bundle || (this.files.get(ROOT_RESOURCE)?.item?.rootCert ?? ''))) {
       try {
         const c = new X509Certificate(pemBlockDer(b));
-        roots.push({ sha256: fingerprint(c), subject: c.subject.replace(/\n/g, ', '), notAfter: iso(Date.parse(c.validTo)) });
+        roots.push({ sha256: fingerprint(c), subject: (c.subject ?? '').replace(/\n/g, ', '), notAfter: iso(Date.parse(c.validTo)) });
       } catch {
         // skip
       }

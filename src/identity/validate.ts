@@ -87,7 +87,7 @@ export function validateIssuedChain(elements: readonly string[], o: ValidateOpti
   for (let i = 0; i + 1 < certs.length; i++) {
     const [c, issuer] = [certs[i]!, certs[i + 1]!];
     if (!c.checkIssued(issuer) || !c.verify(issuer.publicKey)) {
-      throw new CaResponseError(`cert_chain is broken: certificate ${i} (${c.subject.replace(/\n/g, ', ') || 'no subject'}) is not signed by certificate ${i + 1}`);
+      throw new CaResponseError(`cert_chain is broken: certificate ${i} (${(c.subject ?? '').replace(/\n/g, ', ') || 'no subject'}) is not signed by certificate ${i + 1}`);
     }
   }
   const last = certs[certs.length - 1]!;
