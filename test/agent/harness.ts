@@ -62,6 +62,8 @@ export async function startMesh(t: TestContext, o: { pod?: PodOptions; args?: st
   // discoveryAddress as istiod's: `localhost:<port>` (TLS server name istiod.istio-system.svc)
   const pc = JSON.parse(pod.env.PROXY_CONFIG!) as Record<string, unknown>;
   pod.env.PROXY_CONFIG = JSON.stringify({ ...pc, discoveryAddress: `localhost:${cp.port}` });
+  // the control plane is the CA too, as istiod is
+  pod.env.CA_ADDR = `localhost:${cp.port}`;
   t.after(async () => {
     await pod.cleanup();
     await cp.stop();
