@@ -5,7 +5,8 @@
 // the same root spelled with different line wrapping (a ConfigMap and a CA response) appears once.
 import { X509Certificate } from 'node:crypto';
 
-const CERT_BLOCK = /-----BEGIN CERTIFICATE-----\r?\n[\s\S]*?-----END CERTIFICATE-----/g;
+// spaces or tabs may end the BEGIN line, as Go's pem.Decode allows
+const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[ \t]*\r?\n[\s\S]*?-----END CERTIFICATE-----/g;
 
 /** The `CERTIFICATE` PEM blocks in `text`, in order (anything between blocks is dropped). */
 export function pemCertBlocks(text: string): string[] {
@@ -74,7 +75,10 @@ export function parseRootCerts(text: string, source: string): ParsedRoots {
   const errors: string[] = [];
   blocks.forEach((block, i) => {
     try {
-      certs.push(new X509Certificate(pemBlockDer(block)));
+      const cert = new X509Certificate(pemBlockDer(block));
+      // Go's x509.ParseCertificate, which pilot-agent uses here, refuses negative serial numbers (OpenSSL does not)
+      if (cert.serialNumber.startsWith('-')) throw new Error('x509: negative serial number');
+      certs.push(cert);
     } catch (e) {
       errors.push(`certificate ${i + 1}: ${(e as Error).message}`);
     }
