@@ -14,7 +14,7 @@ import { drainForTermination } from '../envoy/drain.js';
 import { createEnvoySupervisor, type SupervisorOutcome } from '../envoy/supervisor.js';
 import { createStatusServer, type StatusServer } from '../status/server.js';
 import { createXdsProxy, resolveXdsProxySettings, type XdsProxy } from '../xds/index.js';
-import { createIdentity, resolveIdentitySettings, type Identity } from '../identity/index.js';
+import { createIdentity, resolveIdentitySettings, type EarlyKey, type Identity } from '../identity/index.js';
 import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
 import { createAgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
@@ -28,6 +28,8 @@ export interface AgentRunOptions {
   /** Loads the configuration again from the same flags and environment (throws ConfigError). */
   readonly reload: () => Promise<AgentConfig>;
   readonly processStartMs?: number;
+  /** The first workload key, generated since the command started. */
+  readonly earlyKey?: EarlyKey;
 }
 
 type Stop = { readonly kind: 'signal'; readonly signal: string } | { readonly kind: 'quit' } | { readonly kind: 'envoy'; readonly outcome: SupervisorOutcome };
@@ -40,7 +42,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // workload identity first: its first key is generated on the thread pool while everything else starts
   let identity: Identity;
   try {
-    identity = createIdentity({ settings: resolveIdentitySettings(cfg), log, registry: metrics.registry, processCwd: cfg.paths.cwd });
+    identity = createIdentity({ settings: resolveIdentitySettings(cfg), log, registry: metrics.registry, processCwd: cfg.paths.cwd, ...(o.earlyKey ? { earlyKey: o.earlyKey } : {}) });
   } catch (e) {
     if (e instanceof ConfigError) {
       ctx.stderr.write(`Error: ${e.message}\n`);

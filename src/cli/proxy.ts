@@ -6,6 +6,7 @@ import { PROXY_FLAGS } from './proxy-flags.js';
 import { loadProxyCommand } from '../config/load.js';
 import { generateBootstrap, probeBootstrapRuntime, writeGrpcBootstrap } from '../bootstrap/index.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
+import { startEarlyKey } from '../identity/keys.js';
 import { PassThrough } from 'node:stream';
 
 export function proxyHelp(): string {
@@ -17,9 +18,12 @@ export async function runProxy(args: readonly string[], ctx: CliContext): Promis
     ctx.stdout.write(proxyHelp());
     return 0;
   }
-  // load the agent's components (xDS, status, Envoy supervision) while the configuration is read;
-  // --bootstrap-only never needs them
-  const agentModule = args.includes('--bootstrap-only') ? undefined : import('../agent/index.js');
+  // the first workload key is generated on the thread pool from here on, while the main thread loads the
+  // agent's components (xDS, status, Envoy supervision) and reads the configuration; --bootstrap-only
+  // needs neither
+  const bootstrapOnly = args.includes('--bootstrap-only');
+  const earlyKey = bootstrapOnly ? undefined : startEarlyKey(ctx.env);
+  const agentModule = bootstrapOnly ? undefined : import('../agent/index.js');
   agentModule?.catch(() => undefined);
   let loaded;
   try {
@@ -58,5 +62,6 @@ export async function runProxy(args: readonly string[], ctx: CliContext): Promis
     ctx,
     reload: async () => (await loadProxyCommand(args, quiet)).config,
     processStartMs: Date.now() - process.uptime() * 1000,
+    ...(earlyKey ? { earlyKey } : {}),
   });
 }

@@ -72,6 +72,8 @@ export interface CaClientOptions {
 export interface CaClient {
   /** Sends the CSR; resolves to the `cert_chain` elements (leaf first) or rejects with a CaCallError. */
   sign(csrPem: string, validitySeconds: number): Promise<string[]>;
+  /** Opens the connection now (TLS handshake included), so a CSR built meanwhile goes out at once. */
+  prepare?(): void;
   close(): void;
 }
 
@@ -104,29 +106,40 @@ export function createCaClient(o: CaClientOptions): CaClient {
   let closed = false;
   const retryDelay = o.retryDelayMs ?? ((n: number) => 100 * 2 ** n * (0.9 + Math.random() * 0.2));
 
-  async function connect(): Promise<Client> {
-    if (client) return client;
-    let creds;
-    try {
-      creds = await clientCredentials(o.tls, o.log);
-    } catch (e) {
-      throw new CaCallError(-1, (e as Error).message, `create certificate: ${(e as Error).message}`);
-    }
-    client = new Client(o.endpoint, creds, {
-      'grpc.keepalive_time_ms': o.keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
-      'grpc.max_receive_message_length': MAX_CA_RESPONSE_BYTES,
-      'grpc-node.flow_control_window': 1024 * 1024,
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.enable_retries': 0,
-      ...(o.tls ? { 'grpc.ssl_target_name_override': o.tls.serverName, 'grpc.default_authority': o.tls.serverName } : {}),
-    });
-    return client;
+  let connecting: Promise<Client> | undefined;
+  /** The connection (one at a time: a CSR and prepare() share it). */
+  function connect(): Promise<Client> {
+    connecting ??= (async () => {
+      let creds;
+      try {
+        creds = await clientCredentials(o.tls, o.log);
+      } catch (e) {
+        connecting = undefined;
+        throw new CaCallError(-1, (e as Error).message, `create certificate: ${(e as Error).message}`);
+      }
+      client = new Client(o.endpoint, creds, {
+        'grpc.keepalive_time_ms': o.keepaliveTimeMs,
+        'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
+        'grpc.max_receive_message_length': MAX_CA_RESPONSE_BYTES,
+        'grpc-node.flow_control_window': 1024 * 1024,
+        'grpc.use_local_subchannel_pool': 1,
+        'grpc.enable_retries': 0,
+        ...(o.tls ? { 'grpc.ssl_target_name_override': o.tls.serverName, 'grpc.default_authority': o.tls.serverName } : {}),
+      });
+      if (closed) {
+        client.close();
+        client = undefined;
+        throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
+      }
+      return client;
+    })();
+    return connecting;
   }
 
   function reconnect(): void {
     const c = client;
     client = undefined;
+    connecting = undefined;
     if (c) {
       c.close();
       o.log.info('recreated connection');
@@ -183,10 +196,16 @@ export function createCaClient(o: CaClientOptions): CaClient {
         throw e;
       }
     },
+    prepare() {
+      connect()
+        .then((c) => c.waitForReady(Date.now() + (o.callTimeoutMs ?? 30_000), () => undefined))
+        .catch(() => undefined); // the CSR's own call reports what is wrong
+    },
     close() {
       closed = true;
       client?.close();
       client = undefined;
+      connecting = undefined;
     },
   };
 }

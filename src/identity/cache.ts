@@ -309,6 +309,7 @@ export class SecretCache {
   private async issueOnce(): Promise<Workload> {
     const keys = this.d.keys!;
     const ca = this.d.ca!;
+    ca.prepare?.();
     const key = await keys.take();
     let certified = false;
     const t0 = this.now();

@@ -11,7 +11,7 @@ import type { Logger } from '../lib/log.js';
 import { SecretCache, type IdentityStatus } from './cache.js';
 import { createCaClient } from './ca-client.js';
 import { preloadCsrEncoder } from './csr.js';
-import { KeyPool, describeKeySpec } from './keys.js';
+import { KeyPool, describeKeySpec, sameKeySpec, type EarlyKey } from './keys.js';
 import { identityMetrics, type IdentityMetrics } from './metrics.js';
 import type { IdentitySettings } from './options.js';
 import { createSdsServer, type SdsServer, type SdsStatus } from './sds-server.js';
@@ -19,6 +19,7 @@ import { createSdsServer, type SdsServer, type SdsStatus } from './sds-server.js
 export { resolveIdentitySettings } from './options.js';
 export type { IdentitySettings } from './options.js';
 export type { IdentityStatus, SecretItem } from './cache.js';
+export { startEarlyKey, type EarlyKey } from './keys.js';
 
 export interface IdentityOptions {
   readonly settings: IdentitySettings;
@@ -27,6 +28,8 @@ export interface IdentityOptions {
   /** The agent's metrics registry. */
   readonly registry: Registry;
   readonly processCwd?: string;
+  /** A key generation started before the configuration was read (used when its spec matches). */
+  readonly earlyKey?: EarlyKey;
 }
 
 export interface Identity {
@@ -46,7 +49,8 @@ export interface Identity {
  */
 export function createIdentity(o: IdentityOptions): Identity {
   const s = o.settings;
-  const keys = s.fileMounted ? undefined : new KeyPool(s.key);
+  const early = o.earlyKey && sameKeySpec(o.earlyKey.spec, s.key) ? o.earlyKey.key : undefined;
+  const keys = s.fileMounted ? undefined : new KeyPool(s.key, undefined, early);
   keys?.fill();
   if (keys) preloadCsrEncoder().catch(() => undefined);
   let cache: SecretCache | undefined;

@@ -37,6 +37,38 @@ export function privateKeyPem(key: WorkloadKey, pkcs8: boolean): string {
   return key.privateKey.export({ type, format: 'pem' }).toString();
 }
 
+/** A key generation started before the configuration was loaded (see `startEarlyKey`). */
+export interface EarlyKey {
+  readonly spec: KeySpec;
+  readonly key: Promise<WorkloadKey>;
+}
+
+/**
+ * Starts generating the first workload key from the raw environment, before anything else of start-up
+ * (module loading, configuration) runs: the thread pool works while the main thread loads. The spec
+ * follows the same variables the configuration reads (ECC_SIGNATURE_ALGORITHM, ECC_CURVE,
+ * WORKLOAD_RSA_KEY_SIZE); the key is used only if the loaded configuration asks for the same spec.
+ * Returns undefined when certificates come from files (FILE_MOUNTED_CERTS) or the values are not valid.
+ */
+export function startEarlyKey(env: Readonly<Record<string, string | undefined>>): EarlyKey | undefined {
+  if (/^(1|t|true)$/i.test(env.FILE_MOUNTED_CERTS ?? '')) return undefined;
+  const alg = env.ECC_SIGNATURE_ALGORITHM ?? '';
+  let spec: KeySpec;
+  if (alg === 'ECDSA') spec = { kind: 'ec', curve: env.ECC_CURVE === 'P384' ? 'P384' : 'P256' };
+  else if (alg === '') {
+    const bits = env.WORKLOAD_RSA_KEY_SIZE ? Number(env.WORKLOAD_RSA_KEY_SIZE) : 2048;
+    if (!Number.isInteger(bits) || bits < 2048 || bits > 16384) return undefined;
+    spec = { kind: 'rsa', bits };
+  } else return undefined;
+  const key = generateWorkloadKey(spec);
+  key.catch(() => undefined);
+  return { spec, key };
+}
+
+export function sameKeySpec(a: KeySpec, b: KeySpec): boolean {
+  return a.kind === b.kind && (a.kind === 'rsa' ? a.bits === (b as { bits: number }).bits : a.curve === (b as { curve: string }).curve);
+}
+
 /**
  * Holds at most one key ahead. `take()` hands out the ready key (or waits for the one being made) and
  * leaves the pool empty; `fill()` starts making the next one. A key whose CSR failed was never certified
@@ -48,7 +80,10 @@ export class KeyPool {
   constructor(
     readonly spec: KeySpec,
     private readonly generate: (spec: KeySpec) => Promise<WorkloadKey> = generateWorkloadKey,
-  ) {}
+    first?: Promise<WorkloadKey>,
+  ) {
+    this.next = first;
+  }
 
   /** Starts generating the next key unless one is ready or on its way. */
   fill(): void {
