@@ -1,5 +1,6 @@
 // A tiny HTTP server standing in for the application behind Envoy: answers every request with 200 and
-// says who answered, and counts requests.
+// says who answered, and counts requests. With `echoHeaders`, the body also shows those request headers
+// as received (e.g. the x-forwarded-client-cert an mTLS listener sets), one `name: value` line each.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -11,8 +12,17 @@ export interface HttpUpstream {
   close(): Promise<void>;
 }
 
-export async function startHttpUpstream(opts: { host?: string; port?: number; name?: string } = {}): Promise<HttpUpstream> {
+export interface HttpUpstreamOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly name?: string;
+  /** Request headers to echo in the body when present (names, any case). */
+  readonly echoHeaders?: readonly string[];
+}
+
+export async function startHttpUpstream(opts: HttpUpstreamOptions = {}): Promise<HttpUpstream> {
   const name = opts.name ?? 'upstream';
+  const echo = (opts.echoHeaders ?? []).map((h) => h.toLowerCase());
   let requests = 0;
   const server: Server = createServer((req, res) => {
     requests++;
@@ -22,7 +32,11 @@ export async function startHttpUpstream(opts: { host?: string; port?: number; na
     req.on('end', () => {
       const answer = () => {
         res.writeHead(200, { 'content-type': 'text/plain', 'x-upstream': name });
-        res.end(`hello from ${name}: ${req.method} ${req.url}\n`);
+        const echoed = echo.flatMap((h) => {
+          const v = req.headers[h];
+          return v === undefined ? [] : [`${h}: ${Array.isArray(v) ? v.join(', ') : v}\n`];
+        });
+        res.end(`hello from ${name}: ${req.method} ${req.url}\n${echoed.join('')}`);
       };
       if (delay > 0) setTimeout(answer, Math.min(delay, 60_000));
       else answer();

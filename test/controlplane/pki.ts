@@ -23,8 +23,8 @@ import {
   utf8,
   type Tlv,
 } from './der.js';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 
 const OID = {
   sha256WithRSA: '1.2.840.113549.1.1.11',
@@ -328,6 +328,14 @@ export class TestCa {
    * each PEM ending in a newline.
    */
   signCsr(csrPem: string, validitySeconds: number): string[] {
+    return this.issueLeaf(csrPem, validitySeconds).chain;
+  }
+
+  /**
+   * signCsr, returning the leaf too; `overrides` make a wrong certificate on purpose (fault injection):
+   * other URI SANs, another public key, another validity period. The CSR is still parsed and checked.
+   */
+  issueLeaf(csrPem: string, validitySeconds: number, overrides: LeafOverrides = {}): { chain: string[]; leaf: X509Certificate } {
     const csr = parseCsr(csrPem);
     if (csr.uris.length === 0) throw new CsrError('CSR has no URI SAN');
     const bad = csr.uris.find((u) => !u.startsWith('spiffe://'));
@@ -336,9 +344,57 @@ export class TestCa {
     if (ttl > this.maxTtlSeconds) throw new CsrError(`requested TTL ${ttl}s is greater than the max allowed TTL ${this.maxTtlSeconds}s`);
     const now = Date.now();
     const leaf = buildCert(
-      { spki: csr.spki, subject: seq(), notBefore: new Date(now - 60_000), notAfter: new Date(now + ttl * 1000), ca: false, uris: csr.uris },
+      {
+        spki: overrides.spki ?? csr.spki,
+        subject: seq(),
+        notBefore: overrides.notBefore ?? new Date(now - 60_000),
+        notAfter: overrides.notAfter ?? new Date(now + ttl * 1000),
+        ca: false,
+        uris: overrides.uris ?? csr.uris,
+      },
       this.signer,
     );
-    return [pem('CERTIFICATE', leaf.raw), ...this.caChainPem];
+    return { chain: [pem('CERTIFICATE', leaf.raw), ...this.caChainPem], leaf };
   }
+
+  /**
+   * Loads the CA saved in `dir`, or creates one and saves it there. Safe when several processes start
+   * at once on the same `dir`: the new CA is written to a temporary directory and renamed into place, and
+   * whoever loses the race loads the winner's (so every process ends up with the same root).
+   */
+  static async loadOrCreate(dir: string, opts: TestCaOptions = {}): Promise<TestCa> {
+    const existing = await TestCa.load(dir, opts);
+    if (existing) return existing;
+    const ca = new TestCa(opts);
+    const parent = dirname(resolve(dir));
+    await mkdir(parent, { recursive: true });
+    const tmp = await mkdtemp(join(parent, `.${basename(resolve(dir))}.tmp-`));
+    try {
+      await ca.save(tmp);
+      await rename(tmp, dir); // replaces `dir` only if it is absent or empty
+      return ca;
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+      const winner = await TestCa.load(dir, opts);
+      if (!winner) throw new Error(`${dir} exists but holds no CA (root-cert.pem, root-key.pem)`, { cause: e });
+      return winner;
+    }
+  }
+}
+
+/** What TestCa.issueLeaf may change in a leaf (for fault injection). */
+export interface LeafOverrides {
+  /** URI SANs instead of the CSR's. */
+  readonly uris?: readonly string[];
+  /** A public key (SubjectPublicKeyInfo, DER) instead of the CSR's. */
+  readonly spki?: Buffer;
+  readonly notBefore?: Date;
+  readonly notAfter?: Date;
+}
+
+/** A fresh public key (ECDSA P-256, SPKI DER) that matches no CSR. */
+export function freshSpki(): Buffer {
+  return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ type: 'spki', format: 'der' });
 }

@@ -2,7 +2,10 @@
 // nonces, ACK/NACK and run-time pushes) and Istio's CA service (IstioCertificateService/CreateCertificate)
 // on one gRPC server, plain or TLS (serving certificate for istiod.istio-system.svc under a test root).
 // It records what it received (stream metadata, requests, ACKs, NACKs, CSRs) for assertions.
-import { X509Certificate } from 'node:crypto';
+// The CA can be made to misbehave (`caFault`: a gRPC error, a broken or wrong chain, no answer at all),
+// can switch to another signing CA at run time (`setCa`: root rotation), and can be served alone
+// (`caOnly`: no ADS service).
+import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -18,7 +21,7 @@ import {
   type ServiceClientConstructor,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import { CsrError, TestCa } from './pki.js';
+import { CsrError, TestCa, freshSpki, type LeafOverrides } from './pki.js';
 import { CLUSTER_TYPE, LISTENER_TYPE, Protos, ROUTE_TYPE, httpConfigMessages, resourceVersion, type HttpConfig, type Msg, type RawResource } from './resources.js';
 
 export type Flavour = 'sotw' | 'delta';
@@ -60,9 +63,77 @@ export interface CsrRecord {
   readonly metadata: Readonly<Record<string, string>>;
   readonly validity: number;
   readonly certSigner?: string;
+  /** Answered with a certificate chain (gRPC OK), even if a fault made it a bad one. */
   readonly ok: boolean;
+  /** Why not (the status details sent), or what the fault did instead of answering. */
   readonly error?: string;
+  /** URI SANs of the issued leaf. */
   readonly uris: readonly string[];
+  /** The CSR as received (PEM text). */
+  readonly csr: string;
+  /** When the request arrived (ms since the epoch). */
+  readonly receivedAt: number;
+  /** The fault applied to this request (`describeCaFault`), if any. */
+  readonly fault?: string;
+  /** Serial number of the issued leaf, hex upper case as X509Certificate.serialNumber writes it. */
+  readonly serial?: string;
+  /** When the chain was sent (ms since the epoch). */
+  readonly issuedAt?: number;
+  /** The issued leaf's NotAfter (ms since the epoch). */
+  readonly notAfter?: number;
+  /** The cert_chain answered. */
+  readonly chain?: readonly string[];
+}
+
+/**
+ * How the CA misbehaves (ControlPlane.caFault); undefined = it signs normally.
+ *   { kind: 'status', code, details }  answers that gRPC status (e.g. PERMISSION_DENIED, UNAVAILABLE)
+ *   'garbage'         cert_chain of strings that are not PEM
+ *   'single'          only the leaf (no intermediate, no root)
+ *   'other-identity'  a valid chain for INTRUDER_SPIFFE_ID, with the CSR's key
+ *   'other-key'       a valid chain for the CSR's identity, for a freshly generated key
+ *   'expired'         a valid chain whose leaf's validity ended an hour ago
+ *   'hang'            never answers (the client's deadline ends the call)
+ * A token check (requireToken) still comes first.
+ */
+export type CaFault =
+  | { readonly kind: 'status'; readonly code: number; readonly details?: string }
+  | 'garbage'
+  | 'single'
+  | 'other-identity'
+  | 'other-key'
+  | 'expired'
+  | 'hang';
+
+export const CA_FAULT_MODES = ['garbage', 'single', 'other-identity', 'other-key', 'expired', 'hang'] as const;
+export const INTRUDER_SPIFFE_ID = 'spiffe://cluster.local/ns/other/sa/intruder';
+/** cert_chain of the 'garbage' fault. */
+export const GARBAGE_CHAIN: readonly string[] = ['this is not a certificate', 'neither is this'];
+
+function statusName(code: number): string {
+  return (Status as unknown as Record<number, string | undefined>)[code] ?? String(code);
+}
+
+/** `status:PERMISSION_DENIED:no identities`, `garbage`, ... (what parseCaFault reads). */
+export function describeCaFault(f: CaFault): string {
+  return typeof f === 'string' ? f : `status:${statusName(f.code)}${f.details !== undefined ? `:${f.details}` : ''}`;
+}
+
+/**
+ * Reads a fault as the CLI takes it: `none`, one of CA_FAULT_MODES, or `status:CODE[:DETAILS]` where CODE
+ * is a gRPC code name (PERMISSION_DENIED, permission-denied) or number. Throws on anything else.
+ */
+export function parseCaFault(text: string): CaFault | undefined {
+  if (text === 'none' || text === '') return undefined;
+  if ((CA_FAULT_MODES as readonly string[]).includes(text)) return text as CaFault;
+  const m = /^status:([^:]+)(?::(.*))?$/s.exec(text);
+  if (!m) throw new Error(`unknown CA fault "${text}" (none, ${CA_FAULT_MODES.join(', ')}, status:CODE[:DETAILS])`);
+  const codeText = m[1]!;
+  let code: number | undefined;
+  if (/^\d+$/.test(codeText)) code = Number(codeText);
+  else code = (Status as unknown as Record<string, number | undefined>)[codeText.toUpperCase().replace(/-/g, '_')];
+  if (code === undefined || code <= 0 || code > 16 || !Number.isInteger(code)) throw new Error(`CA fault "${text}": "${codeText}" is not a gRPC error code`);
+  return { kind: 'status', code, ...(m[2] !== undefined ? { details: m[2] } : {}) };
 }
 
 export interface ControlPlaneOptions {
@@ -77,6 +148,10 @@ export interface ControlPlaneOptions {
   readonly requireToken?: string;
   /** The CA to use (keep one across restarts so roots stay valid); default: a new one. */
   readonly ca?: TestCa;
+  /** Initial CA fault (see CaFault); can be changed at run time with `caFault`. */
+  readonly caFault?: CaFault;
+  /** Serve only the CA service (no ADS): to run the CA as its own process, as a standalone Citadel. */
+  readonly caOnly?: boolean;
   /** Initial listener/route/cluster. */
   readonly http?: HttpConfig;
 }
@@ -128,7 +203,9 @@ class AdsStream {
 
 export class ControlPlane extends EventEmitter {
   readonly protos = new Protos();
-  readonly ca: TestCa;
+  /** How the CA answers CSRs from now on (undefined = normally). */
+  caFault: CaFault | undefined;
+  private currentCa: TestCa;
   readonly streams: StreamRecord[] = [];
   readonly requests: RequestRecord[] = [];
   readonly responses: ResponseRecord[] = [];
@@ -142,8 +219,24 @@ export class ControlPlane extends EventEmitter {
 
   constructor(private readonly opts: ControlPlaneOptions = {}) {
     super();
-    this.ca = opts.ca ?? new TestCa();
+    this.currentCa = opts.ca ?? new TestCa();
+    this.caFault = opts.caFault;
     if (opts.http) this.setHttpConfig(opts.http);
+  }
+
+  /** The CA signing workload certificates now. */
+  get ca(): TestCa {
+    return this.currentCa;
+  }
+
+  /**
+   * Signs with `ca` from now on (root rotation): new workload chains end at its root. The TLS serving
+   * certificate and the root written to `rootCertOut` stay those of the CA the server started with, so
+   * clients keep connecting as before.
+   */
+  setCa(ca: TestCa): void {
+    this.currentCa = ca;
+    this.emit('event');
   }
 
   /** host:port the server listens on. */
@@ -170,10 +263,12 @@ export class ControlPlane extends EventEmitter {
     const svc = (path: string): ServiceClientConstructor =>
       path.split('.').reduce<unknown>((o, k) => (o as GrpcObject)[k], grpcObj) as ServiceClientConstructor;
     const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.max_send_message_length': -1 });
-    server.addService(svc('envoy.service.discovery.v3.AggregatedDiscoveryService').service, {
-      StreamAggregatedResources: (call: ServerDuplexStream<Msg, Msg>) => this.onStream(call, 'sotw'),
-      DeltaAggregatedResources: (call: ServerDuplexStream<Msg, Msg>) => this.onStream(call, 'delta'),
-    });
+    if (!this.opts.caOnly) {
+      server.addService(svc('envoy.service.discovery.v3.AggregatedDiscoveryService').service, {
+        StreamAggregatedResources: (call: ServerDuplexStream<Msg, Msg>) => this.onStream(call, 'sotw'),
+        DeltaAggregatedResources: (call: ServerDuplexStream<Msg, Msg>) => this.onStream(call, 'delta'),
+      });
+    }
     server.addService(svc('istio.v1.auth.IstioCertificateService').service, {
       CreateCertificate: (call: ServerUnaryCall<Msg, Msg>, cb: sendUnaryData<Msg>) => this.onCsr(call, cb),
     });
@@ -421,33 +516,62 @@ export class ControlPlane extends EventEmitter {
     const req = call.request;
     const metadata = metadataRecord(call.metadata);
     const validity = Number(req.validity_duration ?? 0);
+    const csr = String(req.csr ?? '');
     // google.protobuf.* come from protobufjs's built-in descriptors, whose field names are camelCase.
     const fields = (req.metadata as { fields?: Record<string, { stringValue?: string }> } | undefined)?.fields;
     const certSigner = fields?.CertSigner?.stringValue;
-    const base = { metadata, validity, ...(certSigner !== undefined ? { certSigner } : {}) };
-    if (!this.authorized(call.metadata)) {
-      this.csrs.push({ ...base, ok: false, error: 'request authenticate failure', uris: [] });
+    const base = { metadata, validity, csr, receivedAt: Date.now(), ...(certSigner !== undefined ? { certSigner } : {}) };
+    const record = (r: Omit<CsrRecord, keyof typeof base>): void => {
+      this.csrs.push({ ...base, ...r });
       this.emit('event');
+    };
+    if (!this.authorized(call.metadata)) {
+      record({ ok: false, error: 'request authenticate failure', uris: [] });
       cb({ code: Status.UNAUTHENTICATED, details: 'request authenticate failure' });
       return;
     }
+    const fault = this.caFault;
+    const tag = fault !== undefined ? { fault: describeCaFault(fault) } : {};
+    if (fault === 'hang') {
+      record({ ...tag, ok: false, error: 'not answered (fault: hang)', uris: [] });
+      return;
+    }
+    if (typeof fault === 'object') {
+      const details = fault.details ?? `injected fault: ${statusName(fault.code)}`;
+      record({ ...tag, ok: false, error: details, uris: [] });
+      cb({ code: fault.code, details });
+      return;
+    }
+    if (fault === 'garbage') {
+      record({ ...tag, ok: true, uris: [], issuedAt: Date.now(), chain: GARBAGE_CHAIN });
+      cb(null, { cert_chain: [...GARBAGE_CHAIN] });
+      return;
+    }
+    const now = Date.now();
+    const overrides: LeafOverrides =
+      fault === 'other-identity'
+        ? { uris: [INTRUDER_SPIFFE_ID] }
+        : fault === 'other-key'
+          ? { spki: freshSpki() }
+          : fault === 'expired'
+            ? { notBefore: new Date(now - 2 * 3600_000), notAfter: new Date(now - 3600_000) }
+            : {};
     try {
-      const chain = this.ca.signCsr(String(req.csr ?? ''), validity);
-      this.csrs.push({ ...base, ok: true, uris: sanUris(chain[0]!) });
-      this.emit('event');
-      cb(null, { cert_chain: chain });
+      const { chain, leaf } = this.ca.issueLeaf(csr, validity, overrides);
+      const answer = fault === 'single' ? chain.slice(0, 1) : chain;
+      record({ ...tag, ok: true, uris: sanUris(leaf), serial: leaf.serialNumber, issuedAt: Date.now(), notAfter: Date.parse(leaf.validTo), chain: answer });
+      cb(null, { cert_chain: answer });
     } catch (e) {
       const msg = (e as Error).message;
-      this.csrs.push({ ...base, ok: false, error: msg, uris: [] });
-      this.emit('event');
+      record({ ...tag, ok: false, error: msg, uris: [] });
       cb({ code: e instanceof CsrError ? Status.INVALID_ARGUMENT : Status.INTERNAL, details: `CSR signing error (${msg})` });
     }
   }
 }
 
-/** URI SANs of a PEM certificate, read back with node's own X.509 parser. */
-function sanUris(certPem: string): string[] {
-  return (new X509Certificate(certPem).subjectAltName ?? '')
+/** URI SANs of a certificate, read back with node's own X.509 parser. */
+function sanUris(cert: X509Certificate): string[] {
+  return (cert.subjectAltName ?? '')
     .split(', ')
     .filter((s) => s.startsWith('URI:'))
     .map((s) => s.slice(4));
