@@ -85,6 +85,8 @@ export interface HttpConfig {
   readonly listenerMtls?: boolean;
   /** Originate mTLS to the upstream with the same SDS secrets (`true`, or with a SAN check and an SNI). */
   readonly upstreamMtls?: boolean | UpstreamMtls;
+  /** One request per upstream connection, so each request makes a new (TLS) connection. */
+  readonly newConnectionPerRequest?: boolean;
 }
 
 export interface UpstreamMtls {
@@ -197,6 +199,7 @@ export function httpConfigMessages(p: Protos, c: HttpConfig): { listeners: Msg[]
       ],
     },
     ...(c.upstreamMtls ? { transport_socket: transportSocket(UPSTREAM_TLS_CONTEXT, upstreamMtlsContext(p, c.upstreamMtls === true ? {} : c.upstreamMtls)) } : {}),
+    ...(c.newConnectionPerRequest ? { common_http_protocol_options: { max_requests_per_connection: { value: 1 } } } : {}),
   };
   return { listeners: [listener], routes: [route], clusters: [cluster] };
 }
