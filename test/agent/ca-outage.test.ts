@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../helpers/http.js';
-import { ID_A, XFCC, startPair, type Pair } from './pair.js';
+import { startPair, type Pair } from './pair.js';
 
 const TTL_S = 16;
 
@@ -19,21 +19,7 @@ void describe('CA outage past the rotation point (two pods, real Envoy, in-repo 
 
   void it('keeps serving through the outage and rotates when the CA is back, before expiry', async () => {
     const { a } = pair;
-    const failures: string[] = [];
-    let ok = 0;
-    let stop = false;
-    const load = (async () => {
-      for (let i = 0; !stop; i++) {
-        try {
-          const r = await pair.request(`/load/${i}`);
-          if (r.status === 200 && XFCC.exec(r.body)?.[2] === ID_A) ok++;
-          else failures.push(`#${i}: ${r.status} ${r.body.slice(0, 120)}`);
-        } catch (e) {
-          failures.push(`#${i}: ${(e as Error).message}`);
-        }
-        await sleep(20);
-      }
-    })();
+    const load = pair.load();
     try {
       const before = await pair.status(a);
       const serial0 = before.identity.certificate.serial.toLowerCase();
@@ -74,9 +60,9 @@ void describe('CA outage past the rotation point (two pods, real Envoy, in-repo 
       assert.ok(Number(/^istio_agent_num_failed_outgoing_requests\{request_type="csr"\} (\d+)/m.exec(m)?.[1]) >= 1, m);
       assert.ok(Number(/^istio_agent_cert_next_rotation_timestamp_seconds ([\d.e+]+)/m.exec(m)?.[1]) * 1000 > Date.now());
     } finally {
-      stop = true;
-      await load;
+      await load.stop();
     }
+    const { ok, failures } = await load.stop();
     assert.deepEqual(failures, [], `${failures.length} of ${ok + failures.length} requests failed\n${pair.diag()}`);
     assert.ok(ok > 50, `a steady stream: ${ok} requests`);
   });

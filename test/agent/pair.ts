@@ -49,6 +49,11 @@ export interface Pair {
   readonly ca: TestCa;
   /** GET through A's listener to B's app (over mTLS); resolves with status and body, rejects on a connection error. */
   request(path?: string): Promise<{ status: number; body: string }>;
+  /**
+   * Requests A → B one after another until stopped; a request fails unless B's app answered 200 and saw
+   * A's SPIFFE ID (x-forwarded-client-cert URI). `stop()` resolves with the counts.
+   */
+  load(): { stop(): Promise<{ ok: number; failures: string[] }>; readonly ok: () => number };
   certs(side: Side): Promise<EnvoyCerts>;
   status(side: Side): Promise<any>;
   metrics(side: Side): Promise<string>;
@@ -120,6 +125,31 @@ export async function startPair(o: PairOptions = {}): Promise<Pair> {
       async request(path = '/') {
         const r = await httpGet(`http://127.0.0.1:${LISTEN_A}${path}`, { timeoutMs: 5000 });
         return { status: r.status, body: r.body };
+      },
+      load() {
+        let ok = 0;
+        const failures: string[] = [];
+        let stopped = false;
+        const run = (async () => {
+          for (let i = 0; !stopped; i++) {
+            try {
+              const r = await httpGet(`http://127.0.0.1:${LISTEN_A}/load/${i}`, { timeoutMs: 5000 });
+              if (r.status === 200 && XFCC.exec(r.body)?.[2] === ID_A) ok++;
+              else failures.push(`#${i}: ${r.status} ${r.body.slice(0, 160)}`);
+            } catch (e) {
+              failures.push(`#${i}: ${(e as Error).message}`);
+            }
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        })();
+        return {
+          ok: () => ok,
+          async stop() {
+            stopped = true;
+            await run;
+            return { ok, failures };
+          },
+        };
       },
       async certs(s) {
         const c = (await json(s.ports.admin, '/certs')) as { certificates: Array<{ cert_chain?: Array<{ serial_number: string; subject_alt_names?: Array<{ uri?: string }> }>; ca_cert?: Array<{ serial_number: string }> }> };

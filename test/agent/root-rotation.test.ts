@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestCa } from '../controlplane/pki.js';
 import { eventually } from '../helpers/http.js';
-import { ID_A, XFCC, startPair, type Pair, type Side } from './pair.js';
+import { startPair, type Pair, type Side } from './pair.js';
 
 void describe('root rotation without restarts (two pods, real Envoy, in-repo CA)', { timeout: 150_000 }, () => {
   let pair: Pair;
@@ -28,21 +28,7 @@ void describe('root rotation without restarts (two pods, real Envoy, in-repo CA)
     const ca2 = new TestCa();
     const newRoot = ca2.root.x509.serialNumber.toLowerCase();
     const envoys = await Promise.all([pair.envoy(a), pair.envoy(b)]);
-    const failures: string[] = [];
-    let ok = 0;
-    let stop = false;
-    const load = (async () => {
-      for (let i = 0; !stop; i++) {
-        try {
-          const r = await pair.request(`/rot/${i}`);
-          if (r.status === 200 && XFCC.exec(r.body)?.[2] === ID_A) ok++;
-          else failures.push(`#${i}: ${r.status} ${r.body.slice(0, 160)}`);
-        } catch (e) {
-          failures.push(`#${i}: ${(e as Error).message}`);
-        }
-        await sleep(20);
-      }
-    })();
+    const load = pair.load();
     /** The root the leaf Envoy holds chains to, seen through the agent's status and Envoy's /certs. */
     const leafRoot = async (s: Side): Promise<string> => {
       const st = await pair.status(s);
@@ -63,9 +49,9 @@ void describe('root rotation without restarts (two pods, real Envoy, in-repo CA)
       await pair.startCa(a, ca2);
       await eventually(async () => ((await leafRoot(a)) === newRoot ? true : undefined), 20_000, 'A on the new root');
       assert.equal(await leafRoot(b), oldRoot, 'B still on the old root');
-      const mixedFrom = ok;
+      const mixedFrom = load.ok();
       await sleep(2000);
-      assert.ok(ok > mixedFrom, 'requests between a pod on the new root and a pod on the old root succeed');
+      assert.ok(load.ok() > mixedFrom, 'requests between a pod on the new root and a pod on the old root succeed');
       // 3. B moves too
       await pair.stopCa(b);
       await pair.startCa(b, ca2);
@@ -77,9 +63,9 @@ void describe('root rotation without restarts (two pods, real Envoy, in-repo CA)
       assert.deepEqual(st.identity.roots.length, 1);
       assert.match(a.agent.output(), /Root cert has changed, start rotating root cert; the previous root stays trusted until/);
     } finally {
-      stop = true;
-      await load;
+      await load.stop();
     }
+    const { ok, failures } = await load.stop();
     assert.deepEqual(failures, [], `${failures.length} of ${ok + failures.length} requests failed\n${pair.diag()}`);
     assert.ok(ok > 100, `a steady stream: ${ok} requests`);
     assert.deepEqual(await Promise.all([pair.envoy(a), pair.envoy(b)]), envoys, 'no Envoy restart');
