@@ -16,18 +16,18 @@ function ratio(ours, go) {
   return `${(ours / go).toFixed(2)}×`;
 }
 
-/** All results of `kind` for `agent` (several runs are concatenated by the pickers). */
-const of = (results, agent, kind) => results.filter((r) => r.agent === agent && r.kind === kind && !r.failed);
-const failedOf = (results, agent, kind) => results.filter((r) => r.agent === agent && r.kind === kind && r.failed);
+/** All results of `kind` for `agent` (several runs are concatenated by the pickers); `where` narrows further. */
+const of = (results, agent, kind, where = () => true) => results.filter((r) => r.agent === agent && r.kind === kind && !r.failed && where(r));
+const failedOf = (results, agent, kind, where = () => true) => results.filter((r) => r.agent === agent && r.kind === kind && r.failed && where(r));
 
 /**
  * A row: `pick(results of one agent)` -> numbers, or { text } for a cell that has no numbers
- * (e.g. "not implemented yet").
+ * (e.g. "no certificate"). `opts.where` selects among the results of `kind` (e.g. one CA).
  */
 function row(label, unit, kind, results, pick, opts = {}) {
   const cell = (agent) => {
-    const rs = of(results, agent, kind);
-    const failed = failedOf(results, agent, kind);
+    const rs = of(results, agent, kind, opts.where);
+    const failed = failedOf(results, agent, kind, opts.where);
     if (rs.length === 0) return { text: failed.length ? `failed: ${failed[0].failed.slice(0, 120)}` : 'not run' };
     const v = pick(rs);
     if (v && !Array.isArray(v)) return v;
@@ -109,6 +109,12 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     L.push('');
   }
 
+  const istiodPushRow = () =>
+    row('real istiod: ServiceEntry file written → Envoy has the cluster (includes istiod\'s debounce)', 'ms', 'istiod', results, (rs) => {
+      const nr = rs.find((r) => r.notReady);
+      return nr ? { text: 'not measured: the agent never became ready' } : flat(rs, (r) => r.istiodPushMs);
+    });
+
   if (has('steady')) {
     L.push('## 2. Agent memory and CPU');
     L.push('');
@@ -146,39 +152,76 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     L.push(row('large response: agent CPU time spent', 's', 'steady', results, (rs) => flat(rs, (r) => r.large.map((x) => x.usage.cpuS))));
     L.push(row('large response: agent peak RSS', 'MiB', 'steady', results, (rs) => flat(rs, (r) => r.large.map((x) => x.usage.rssMaxMiB))));
     L.push(row('updates applied by Envoy / pushed (must be 1)', '', 'steady', results, (rs) => flat(rs, (r) => [r.cdsUpdates.applied / r.cdsUpdates.sent]), { ratio: false }));
-    if (has('istiod')) {
-      L.push(
-        row('real istiod: ServiceEntry file written → Envoy has the cluster (includes istiod\'s debounce)', 'ms', 'istiod', results, (rs) => {
-          const nr = rs.find((r) => r.notReady);
-          return nr ? { text: 'not measured: the agent never became ready' } : flat(rs, (r) => r.istiodPushMs);
-        }),
-      );
-    }
+    if (has('istiod')) L.push(istiodPushRow());
+    L.push('');
+  } else if (has('istiod')) {
+    L.push('## 3. xDS relay: latency, throughput, large responses');
+    L.push('');
+    L.push('Only the real-istiod row was run here (the in-repo control plane\'s relay trials are `steady`).');
+    L.push('');
+    L.push(HEAD);
+    L.push(istiodPushRow());
     L.push('');
   }
 
   if (has('cert')) {
+    const ttl = plan.cert.secretTtlS;
+    const cas = plan.cert.cas ?? ['in-repo'];
+    const certRs = results.filter((r) => r.kind === 'cert' && !r.failed && r.sds?.implemented);
+    const istiodRs = certRs.filter((r) => r.ca === 'istiod');
+    const sum = (xs) => xs.reduce((n, x) => n + x, 0);
+    const nb = { ok: sum(istiodRs.map((r) => r.sds.notBeforeCheck?.consistent ?? 0)), of: sum(istiodRs.map((r) => r.sds.notBeforeCheck?.of ?? 0)) };
+    const matched = { ok: sum(certRs.map((r) => r.sds.issued.filter((c) => Number.isFinite(c.signedAt)).length)), of: sum(certRs.map((r) => r.sds.issued.length)) };
+    const counted = { ok: istiodRs.filter((r) => r.sds.citadel && r.sds.citadel.issued === r.sds.signed).length, of: istiodRs.length };
     L.push('## 4. Workload certificates (SDS)');
     L.push('');
     L.push(
-      `The control plane serves, from the start, a cluster whose TLS context takes the workload certificate \`default\` and the root \`ROOTCA\` ` +
-        `over SDS from the agent (as Istio's mTLS clusters do); the agent gets them from the control plane's Istio CA ` +
-        `(\`IstioCertificateService/CreateCertificate\`). "In Envoy" = the certificate appears in Envoy's admin \`/certs\` (polled every 20 ms). ` +
-        `Rotation: \`SECRET_TTL=${plan.cert.secretTtlS}s\`, \`SECRET_GRACE_PERIOD_RATIO=0.5\`, no jitter, so a rotation is due ${plan.cert.secretTtlS / 2} s after each issue ` +
-        '(pilot-agent\'s rule: created + (1 − ratio) × lifetime); "due → in Envoy" includes key generation, the CSR round trip and the SDS push.',
+      'Envoy asks the agent over SDS for the workload certificate `default` and the root `ROOTCA` while it starts: with the in-repo control plane ' +
+        'because it serves, from the start, a cluster whose TLS context references both (as Istio\'s mTLS clusters do); with the real istiod because ' +
+        'its default mesh (PERMISSIVE mTLS) gives the sidecar\'s inbound listener TLS filter chains that reference both. The agent gets the certificate ' +
+        'from the CA with `IstioCertificateService/CreateCertificate`: the in-repo CA, or istiod\'s own CA (`CA_ADDR` = the discovery address, istiod\'s ' +
+        '`localhost:15012`, JWT of the pod\'s service account). "In Envoy" = the certificate appears in Envoy\'s admin `/certs`, polled every 20 ms, ' +
+        'and every 5 ms from 250 ms before a rotation is due (so a first-issue time can be up to 20 ms late, a rotation time up to 5 ms). ' +
+        `Rotation: \`SECRET_TTL=${ttl}s\`, \`SECRET_GRACE_PERIOD_RATIO=0.5\`, no jitter, so a rotation is due about ${ttl / 2} s after each issue ` +
+        '(pilot-agent\'s rule, `rotateTime` in secretcache.go: created + (1 − ratio) × (NotAfter − created), NotAfter read from the certificate, to the second). ' +
+        '"Due → CA signed" is the agent\'s timer, key generation and the CSR round trip; "CA signed → in Envoy" is the response reaching the agent and the SDS push.',
+    );
+    L.push('');
+    L.push(
+      'When the CA signed: the in-repo CA records each certificate it issues (serial, and the time it sends the chain). istiod has no such record in ' +
+        'its API; the certificate gives the time only to the second (Envoy\'s `valid_from`, which istiod backdates by 2 min), and ' +
+        '`citadel_server_success_cert_issuance_count` on its monitoring port only counts (polling it would place a signing within a poll interval at best). ' +
+        'So istiod runs with `--log_output_level=default:warn,serverca:debug`, each certificate Envoy gets is matched by serial number to istiod\'s ' +
+        '"Responding with cert chain" log line, and the "CSR successfully signed" line that follows is the signing time (microsecond timestamp on the same ' +
+        'clock, written right after that counter is incremented and before the response is sent). ' +
+        (istiodRs.length
+          ? `Checks in this run: ${matched.ok} of ${matched.of} certificates Envoy got (both CAs) matched to their signing; ` +
+            `istiod's log and its own issuance counter agree in ${counted.ok} of ${counted.of} istiod trials; ` +
+            `${nb.ok} of ${nb.of} istiod signing times fall within the second that \`valid_from\` + 2 min names. `
+          : '') +
+        '"Created" (when the agent got the certificate) is taken as the CA\'s signing time for both CAs; the agent has it a loopback gRPC response later, ' +
+        'so "due" is early by half of that (well under a millisecond to a few ms).',
     );
     L.push('');
     L.push(HEAD);
     const sds = (f) => (rs) => {
       const missing = rs.find((r) => r.sds && !r.sds.implemented);
-      if (missing) return { text: 'not implemented yet' };
-      return flat(rs, (r) => f(r.sds));
+      if (missing) return { text: missing.sds.note ?? 'no workload certificate in Envoy' };
+      const v = flat(rs, (r) => f(r.sds));
+      return v.length && !v.some((x) => Number.isFinite(x)) ? { text: 'not measured (no signing record for these certificates)' } : v;
     };
-    L.push(row('spawn → CSR signed by the CA', 'ms', 'cert', results, sds((s) => [s.spawnToCsrMs])));
-    L.push(row('spawn → workload certificate in Envoy', 'ms', 'cert', results, sds((s) => [s.spawnToEnvoyMs])));
-    L.push(row('first issue: CA signed → in Envoy (the Go agent fetches at start, before Envoy asks)', 'ms', 'cert', results, sds((s) => [s.csrToEnvoyMs])));
-    L.push(row('rotation: due → new certificate in Envoy', 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.dueToEnvoyMs))));
-    L.push(row('rotation: CA signed → new certificate in Envoy', 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.csrToEnvoyMs))));
+    const LABEL = { 'in-repo': 'in-repo CA', istiod: 'real istiod' };
+    for (const ca of cas) {
+      const o = { where: (r) => (r.ca ?? 'in-repo') === ca };
+      const l = LABEL[ca] ?? ca;
+      L.push(row(`${l}: spawn → CSR signed by the CA`, 'ms', 'cert', results, sds((s) => [s.spawnToCsrMs]), o));
+      L.push(row(`${l}: spawn → workload certificate in Envoy`, 'ms', 'cert', results, sds((s) => [s.spawnToEnvoyMs]), o));
+      L.push(row(`${l}: first issue: CA signed → in Envoy (both agents fetch at start, before Envoy asks)`, 'ms', 'cert', results, sds((s) => [s.csrToEnvoyMs]), o));
+      L.push(row(`${l}: rotation: due → new certificate in Envoy`, 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.dueToEnvoyMs)), o));
+      L.push(row(`${l}: rotation: due → CA signed`, 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.dueToCsrMs)), o));
+      L.push(row(`${l}: rotation: CA signed → new certificate in Envoy`, 'ms', 'cert', results, sds((s) => s.rotations.map((x) => x.csrToEnvoyMs)), o));
+      L.push(row(`${l}: certificates signed / certificates Envoy got (must be 1)`, '', 'cert', results, sds((s) => [s.signed / s.certsInEnvoy]), { ...o, ratio: false }));
+    }
     L.push('');
   }
 
@@ -198,8 +241,15 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
   L.push(
     `- Startup: ${plan.startup?.warmup ?? 1} unmeasured warm-up start, then ${plan.startup?.reps ?? '?'} measured starts per agent (each a new agent and Envoy, ` +
       `stopped with SIGTERM in between). Against the real istiod (${plan.istiod?.serviceEntries ?? '?'} ServiceEntries, Istio 1.30's own config ` +
-      'generation, which needs the SDS secrets before Envoy can finish starting) the same, with fewer starts.',
+      'generation, which needs the SDS secrets before Envoy can finish starting; the agent gets them from istiod\'s CA, `CA_ADDR` = `localhost:15012`) ' +
+      'the same, with fewer starts.',
   );
+  if (plan.cert) {
+    L.push(
+      `- Certificates: ${plan.cert.runs ?? 1} run(s) per agent and CA (${(plan.cert.cas ?? ['in-repo']).join(', ')}), each a new agent (and, with istiod, a new istiod ` +
+        `with no config of its own), its first certificate and then ${plan.cert.rotations} rotations.`,
+    );
+  }
   L.push(
     `- Memory/CPU and relay: ${plan.steady?.runs ?? 1} agent instance(s) per agent; idle, then sustained churn, then ${plan.steady?.burstReps} bursts, ` +
       `then ${plan.steady?.largeReps} large responses (each followed by a push back to the base set). Base config: a listener, a route and ` +

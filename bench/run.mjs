@@ -32,7 +32,8 @@ const quick = opt.quick;
 const PLAN = {
   startup: { kind: 'startup', reps: quick ? 3 : 7, warmup: 1, baseClusters: 50 },
   steady: { kind: 'steady', runs: quick ? 1 : 2, idleMs: 10_000, settleMs: 3000, baseClusters: 50, churnRate: 20, churnMs: quick ? 5000 : 10_000, churnBurst: 200, burstReps: 3, large: { n: 1000, bytes: 20_000 }, largeReps: quick ? 2 : 3 },
-  cert: { kind: 'cert', runs: quick ? 1 : 3, secretTtlS: 16, rotations: quick ? 2 : 3, certTimeoutMs: 20_000 },
+  // each run: one trial per agent with the in-repo CA, one with the real istiod as the CA
+  cert: { kind: 'cert', runs: quick ? 1 : 3, cas: ['in-repo', 'istiod'], secretTtlS: 16, rotations: quick ? 2 : 3, certTimeoutMs: 20_000 },
   istiod: { kind: 'istiod', reps: quick ? 2 : 5, warmup: 1, serviceEntries: 20, pushes: quick ? 5 : 10, readyTimeoutMs: 30_000 },
 };
 const TRIAL_TIMEOUT_MS = 300_000;
@@ -126,7 +127,7 @@ async function runTrial(agent, cfg) {
   if (stopping) throw new Error('stopped');
   const line = out.trim().split('\n').pop();
   if (code !== 0 || !line) {
-    return { agent, kind: cfg.kind, failed: `exit ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}` };
+    return { agent, kind: cfg.kind, ...(cfg.ca ? { ca: cfg.ca } : {}), failed: `exit ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}` };
   }
   return JSON.parse(line);
 }
@@ -183,15 +184,19 @@ async function main() {
   const results = [];
   try {
     for (const [ki, kind] of kinds.entries()) {
-      const { runs = 1, ...cfg } = PLAN[kind];
+      const { runs = 1, cas, ...cfg } = PLAN[kind];
+      // the cert trial runs once per CA; the others have one variant
+      const variants = cas ? cas.map((ca) => ({ ca })) : [{}];
       for (let r = 0; r < runs; r++) {
         // alternate which agent goes first (per run and per kind), so neither always runs on a warmer machine
         const order = (r + ki) % 2 === 0 ? agents : [...agents].reverse();
         for (const agent of order) {
-          // an agent without SDS gets one cert trial, not several 20 s time-outs
-          if (results.some((x) => x.agent === agent && x.kind === kind && x.sds && !x.sds.implemented)) continue;
-          log(`--- ${kind} ${runs > 1 ? `run ${r + 1}/${runs} ` : ''}(${agent})`);
-          results.push({ ...(await runTrial(agent, cfg)), run: r });
+          for (const v of variants) {
+            // an agent without SDS gets one cert trial per CA, not several 20 s time-outs
+            if (results.some((x) => x.agent === agent && x.kind === kind && x.ca === v.ca && x.sds && !x.sds.implemented)) continue;
+            log(`--- ${kind} ${runs > 1 ? `run ${r + 1}/${runs} ` : ''}(${agent}${v.ca ? `, CA: ${v.ca}` : ''})`);
+            results.push({ ...(await runTrial(agent, { ...cfg, ...v })), run: r });
+          }
         }
       }
     }

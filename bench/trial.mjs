@@ -9,8 +9,11 @@
 // kinds:
 //   startup  spawn -> first 200 on :15021/healthz/ready (through Envoy) and :15020/healthz/ready, `reps` times
 //   steady   one agent: idle CPU/RSS, sequential and burst CDS churn (push -> Envoy ACK), large CDS responses
-//   cert     one agent: first workload certificate over SDS and its rotations (short SECRET_TTL)
+//   cert     one agent: first workload certificate over SDS and its rotations (short SECRET_TTL), with the
+//            in-repo CA (cfg.ca 'in-repo', default) or the real istiod as the CA (cfg.ca 'istiod')
+//   istiod   against the real istiod: spawn -> ready, `reps` times, then ServiceEntry pushes
 import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
@@ -110,8 +113,6 @@ function trackAcks(cp) {
   const seen = new Map(); // nonce -> { t, kind, error }
   const waiters = new Map();
   let idx = 0;
-  const csrTimes = [];
-  let csrIdx = 0;
   cp.on('event', () => {
     const now = performance.now();
     for (; idx < cp.requests.length; idx++) {
@@ -121,10 +122,8 @@ function trackAcks(cp) {
       seen.set(r.nonce, rec);
       waiters.get(r.nonce)?.(rec);
     }
-    for (; csrIdx < cp.csrs.length; csrIdx++) csrTimes.push({ t: now, wall: Date.now(), ok: cp.csrs[csrIdx].ok, error: cp.csrs[csrIdx].error });
   });
   return {
-    csrTimes,
     /** The nonce of the last CDS response sent. */
     lastNonce() {
       for (let i = cp.responses.length - 1; i >= 0; i--) if (cp.responses[i].typeUrl === CLUSTER_TYPE) return cp.responses[i].nonce;
@@ -151,7 +150,7 @@ function trackAcks(cp) {
 // ---------------------------------------------------------------------------------------------
 // the agent
 
-async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN }) {
+async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN }, extraEnv = {}) {
   const pod = await createPod({
     rootCert: who.rootCert,
     token: who.token,
@@ -163,7 +162,7 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN })
   const env = { ...pod.env };
   // CA = discoveryAddress (istiod), as in the default injected pod with a localhost address
   delete env.CA_ADDR;
-  return { pod, env };
+  return { pod, env: { ...env, ...extraEnv } };
 }
 
 function spawnAgent(pod, env) {
@@ -372,7 +371,13 @@ async function steadyTrial(cp, acks, resources, httpClusters, res) {
   return res;
 }
 
-/** Workload certificates Envoy holds (admin /certs): chains with a spiffe:// URI SAN, with serial and NotAfter (ms). */
+/** Serial numbers compared as lower-case hex without leading zeros (Envoy and node:crypto write them differently). */
+const normSerial = (s) => String(s ?? '').toLowerCase().replace(/[^0-9a-f]/g, '').replace(/^0+(?=.)/, '');
+
+/**
+ * Workload certificates Envoy holds (admin /certs): chains with a spiffe:// URI SAN, with serial,
+ * NotBefore and NotAfter (ms; Envoy prints them to the second, as X.509 stores them).
+ */
 async function envoyWorkloadCerts() {
   const r = await httpGet(15000, '/certs');
   if (r.status !== 200) return [];
@@ -381,7 +386,7 @@ async function envoyWorkloadCerts() {
     for (const c of JSON.parse(r.body).certificates ?? []) {
       for (const ch of c.cert_chain ?? []) {
         if ((ch.subject_alt_names ?? []).some((s) => String(s.uri ?? '').startsWith('spiffe://'))) {
-          out.push({ serial: ch.serial_number, notAfter: Date.parse(ch.expiration_time) });
+          out.push({ serial: normSerial(ch.serial_number), validFrom: Date.parse(ch.valid_from), notAfter: Date.parse(ch.expiration_time) });
         }
       }
     }
@@ -391,67 +396,171 @@ async function envoyWorkloadCerts() {
   }
 }
 
-async function certTrial(cp, acks, resources, httpClusters, res) {
+/** Certificates the in-repo CA issued: serial and when it sent the chain (ms since the epoch). */
+const inRepoSignings = (cp) => () => cp.csrs.filter((c) => c.ok && c.serial).map((c) => ({ serial: normSerial(c.serial), at: c.issuedAt ?? NaN }));
+
+/** Istio's log timestamp (RFC 3339, microseconds, UTC) as ms since the epoch, with the fraction kept. */
+function istioLogTime(ts) {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(ts);
+  if (!m) return NaN;
+  return Date.parse(`${m[1]}Z`) + Number(`0.${m[2] ?? '0'}`) * 1000;
+}
+
+/**
+ * Certificates istiod's CA issued, from its own log (scope `serverca` at debug, istiod 1.30's
+ * security/pkg/server/ca/server.go): "Responding with cert chain, [<leaf PEM> ...]" gives the serial,
+ * and the "CSR successfully signed" line that follows for the same client, logged right after
+ * citadel_server_success_cert_issuance_count is incremented and just before the response is returned,
+ * gives the signing time (microsecond timestamp, the same clock as ours).
+ */
+const istiodSignings = (istiod) => () => {
+  const out = [];
+  const pending = new Map(); // client -> serial
+  const re = /^(\S+)\tdebug\tserverca\t(Responding with cert chain, \["(-----BEGIN CERTIFICATE-----[^"]*?-----END CERTIFICATE-----)|CSR successfully signed)[^\n]*?\tclient=(\S+)$/gm;
+  for (const m of istiod.logs().matchAll(re)) {
+    const [, ts, what, pem, client] = m;
+    if (pem) {
+      try {
+        pending.set(client, normSerial(new X509Certificate(pem.replace(/\\n/g, '\n')).serialNumber));
+      } catch {
+        pending.set(client, undefined);
+      }
+    } else if (what.startsWith('CSR successfully signed')) {
+      out.push({ serial: pending.get(client), at: istioLogTime(ts) });
+      pending.delete(client);
+    }
+  }
+  return out;
+};
+
+const FINE_POLL_BEFORE_DUE_MS = 250;
+
+/**
+ * One agent, already spawned at wall time tSpawn: the first workload certificate in Envoy, then
+ * `rotations` rotations. `signings()` lists what the CA issued ({ serial, at }), so each certificate
+ * Envoy holds is matched to its signing by serial number.
+ */
+async function measureCerts(agent, tSpawn, signings, res, { ttlS, grace, timeoutMs, rotations, notBeforeBackdateMs }) {
+  // readiness is recorded but not required: Envoy's init waits for the secrets
+  const ready = waitReady(agent, timeoutMs).then((r) => (res.ready = r), (e) => (res.readyError = String(e.message).split('\n')[0]));
+  const first = await pollUntil(async () => {
+    if (!agent.alive()) throw new Error(`agent exited; output:\n${agent.output().slice(-4000)}`);
+    const c = await envoyWorkloadCerts();
+    return c.length ? { wall: Date.now(), ...c[0] } : undefined;
+  }, timeoutMs, 20);
+  await ready;
+  if (!first) {
+    const sds = { implemented: false, signed: signings().length, note: `no workload certificate in Envoy within ${timeoutMs} ms of the agent's start` };
+    log(sds.note);
+    return sds;
+  }
+  // the CA logs/records the signing before the agent gets the chain; allow for our reading of it to lag
+  const signedAt = async (cert) => (await pollUntil(async () => signings().find((s) => s.serial === cert.serial)?.at, 2000, 20)) ?? NaN;
+  const issued = [];
+  const s0 = await signedAt(first);
+  issued.push({ serial: first.serial, signedAt: s0, validFrom: first.validFrom, notAfter: first.notAfter });
+  const sds = {
+    implemented: true,
+    spawnToEnvoyMs: first.wall - tSpawn,
+    spawnToCsrMs: s0 - tSpawn,
+    csrToEnvoyMs: first.wall - s0,
+    rotations: [],
+  };
+  log(`first cert: in Envoy ${sds.spawnToEnvoyMs} ms after spawn (CA signed at +${sds.spawnToCsrMs.toFixed(1)} ms)`);
+  // Rotation is due at created + (1 - grace) * (notAfter - created), pilot-agent's rule (secretcache.go
+  // rotateTime), "created" being when the agent got the signed certificate: on loopback, when the CA
+  // signed it. If the signing time is unknown, when the certificate appeared in Envoy (later: due too late).
+  let cur = first;
+  let created = Number.isFinite(s0) ? s0 : first.wall;
+  for (let k = 0; k < rotations; k++) {
+    const due = created + (1 - grace) * (cur.notAfter - created);
+    // /certs every 20 ms, every 5 ms from shortly before the rotation is due (finer "-> in Envoy" times)
+    let got;
+    for (const deadline = Date.now() + ttlS * 1000 + 10_000; !got && Date.now() < deadline; ) {
+      const fresh = (await envoyWorkloadCerts()).find((x) => x.serial !== cur.serial);
+      if (fresh) got = { wall: Date.now(), ...fresh };
+      else await sleep(Date.now() < due - FINE_POLL_BEFORE_DUE_MS ? 20 : 5);
+    }
+    if (!got) {
+      sds.rotationNote = `no rotation within ${ttlS + 10} s`;
+      break;
+    }
+    const at = await signedAt(got);
+    sds.rotations.push({ dueToEnvoyMs: got.wall - due, csrToEnvoyMs: got.wall - at, dueToCsrMs: at - due, dueFrom: Number.isFinite(s0) ? 'ca' : 'envoy' });
+    issued.push({ serial: got.serial, signedAt: at, validFrom: got.validFrom, notAfter: got.notAfter });
+    log(`rotation ${k + 1}: new cert in Envoy ${(got.wall - due).toFixed(1)} ms after due (CA signed ${(got.wall - at).toFixed(1)} ms before)`);
+    cur = got;
+    created = Number.isFinite(at) ? at : got.wall;
+  }
+  // every certificate the CA signed for this agent, per certificate Envoy got (1 = no CSR wasted)
+  sds.signed = signings().length;
+  sds.certsInEnvoy = issued.length;
+  sds.issued = issued;
+  if (notBeforeBackdateMs !== undefined) {
+    // X.509 times are whole seconds: a signing time we use must fall in the second NotBefore (+ backdate) names
+    const ok = issued.filter((c) => c.signedAt >= c.validFrom + notBeforeBackdateMs && c.signedAt < c.validFrom + notBeforeBackdateMs + 1000);
+    sds.notBeforeCheck = { consistent: ok.length, of: issued.length };
+  }
+  return sds;
+}
+
+async function certTrial(cp, resources, httpClusters, res) {
   const { pod, env } = await makePod(cp);
   const ttlS = cfg.secretTtlS ?? 16;
   const grace = 0.5;
   // a cluster that needs the workload certificate and the root (as Istio's mTLS clusters do) is
   // served from the start, so Envoy asks the agent for both over SDS while starting
   cp.setResources(CLUSTER_TYPE, [...resources.base(httpClusters, 0), resources.mtls()]);
-  const csr0 = acks.csrTimes.length;
+  const csr0 = cp.csrs.length;
+  const signings = inRepoSignings(cp); // this trial's control plane serves one agent only
   const tSpawn = Date.now();
   const agent = spawnAgent(pod, { ...env, SECRET_TTL: `${ttlS}s`, SECRET_GRACE_PERIOD_RATIO: String(grace), SECRET_GRACE_PERIOD_RATIO_JITTER: '0' });
-  const timeoutMs = cfg.certTimeoutMs ?? 20_000;
   try {
+    res.ca = 'in-repo';
     res.secretTtlS = ttlS;
-    // readiness is recorded but not required: Envoy's init waits for the secrets
-    const ready = waitReady(agent, timeoutMs).then((r) => (res.ready = r), (e) => (res.readyError = String(e.message).split('\n')[0]));
-    const first = await pollUntil(async () => {
-      if (!agent.alive()) throw new Error(`agent exited; output:\n${agent.output().slice(-4000)}`);
-      const c = await envoyWorkloadCerts();
-      return c.length ? { wall: Date.now(), ...c[0] } : undefined;
-    }, timeoutMs, 20);
-    await ready;
-    if (!first) {
-      res.sds = { implemented: false, csrs: acks.csrTimes.length - csr0, note: `no workload certificate in Envoy within ${timeoutMs} ms of the agent's start` };
-      log(res.sds.note);
-      return res;
-    }
-    const csr = acks.csrTimes[csr0];
-    res.sds = {
-      implemented: true,
-      spawnToEnvoyMs: first.wall - tSpawn,
-      spawnToCsrMs: csr ? csr.wall - tSpawn : NaN,
-      csrToEnvoyMs: csr ? first.wall - csr.wall : NaN,
-      rotations: [],
-    };
-    log(`first cert: in Envoy ${res.sds.spawnToEnvoyMs} ms after spawn (CA signed at +${res.sds.spawnToCsrMs} ms)`);
-    // Rotation is due at created + (1 - grace) * (notAfter - created), pilot-agent's rule; "created" is
-    // when the agent got the signed certificate, i.e. (on loopback) when the CA signed it.
-    let cur = first;
-    let issuedAt = csr?.wall ?? first.wall;
-    for (let k = 0; k < (cfg.rotations ?? 3); k++) {
-      const before = acks.csrTimes.length;
-      const got = await pollUntil(async () => {
-        const c = await envoyWorkloadCerts();
-        const fresh = c.find((x) => x.serial !== cur.serial);
-        return fresh ? { wall: Date.now(), ...fresh } : undefined;
-      }, ttlS * 1000 + 10_000, 20);
-      if (!got) {
-        res.sds.rotationNote = `no rotation within ${ttlS + 10} s`;
-        break;
-      }
-      const c = acks.csrTimes[before];
-      const due = issuedAt + (1 - grace) * (cur.notAfter - issuedAt);
-      res.sds.rotations.push({ dueToEnvoyMs: got.wall - due, csrToEnvoyMs: c ? got.wall - c.wall : NaN, periodMs: c ? c.wall - issuedAt : NaN });
-      log(`rotation ${k + 1}: new cert in Envoy ${got.wall - due} ms after due (CA signed ${c ? got.wall - c.wall : '?'} ms before)`);
-      cur = got;
-      issuedAt = c?.wall ?? got.wall;
-    }
-    res.csrFailures = acks.csrTimes.filter((c) => !c.ok).map((c) => c.error);
+    res.sds = await measureCerts(agent, tSpawn, signings, res, { ttlS, grace, timeoutMs: cfg.certTimeoutMs ?? 20_000, rotations: cfg.rotations ?? 3 });
+    res.csrFailures = cp.csrs.slice(csr0).filter((c) => !c.ok).map((c) => c.error);
   } finally {
     await agent.stop();
     await pod.cleanup();
+  }
+  return res;
+}
+
+/**
+ * The same with the real istiod as the CA (and control plane): istiod's default mesh (PERMISSIVE mTLS)
+ * gives the sidecar's inbound listener TLS chains with SDS `default` and `ROOTCA`, so Envoy asks for
+ * both while starting. CA_ADDR is istiod's secure port, as the discovery address.
+ */
+async function istiodCertTrial(res) {
+  const { startIstiod, DEFAULT_ISTIOD_PORTS } = await import(B('test/helpers/istiod.js'));
+  const istiod = await startIstiod({ ports: DEFAULT_ISTIOD_PORTS, configs: {}, logLevel: 'default:warn,serverca:debug' });
+  const stopIstiod = () => istiod.stop();
+  undo.add(stopIstiod);
+  const ttlS = cfg.secretTtlS ?? 16;
+  const grace = 0.5;
+  try {
+    const who = { rootCert: istiod.rootCertPem, token: istiod.mintToken('default', 'sleep') };
+    const { pod, env } = await makePod(undefined, who, { CA_ADDR: istiod.discoveryAddress });
+    const tSpawn = Date.now();
+    const agent = spawnAgent(pod, { ...env, SECRET_TTL: `${ttlS}s`, SECRET_GRACE_PERIOD_RATIO: String(grace), SECRET_GRACE_PERIOD_RATIO_JITTER: '0' });
+    try {
+      res.ca = 'istiod';
+      res.secretTtlS = ttlS;
+      // istiod backdates NotBefore by 2 minutes (ClockSkewGracePeriod, security/pkg/pki/util/generate_cert.go)
+      res.sds = await measureCerts(agent, tSpawn, istiodSignings(istiod), res, { ttlS, grace, timeoutMs: cfg.certTimeoutMs ?? 20_000, rotations: cfg.rotations ?? 3, notBeforeBackdateMs: 120_000 });
+      // istiod's own count, to check that the log parsing saw every certificate it issued
+      const m = (await httpGet(istiod.ports.monitoring, '/metrics')).body;
+      const count = (name) => [...m.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((n, x) => n + Number(x[1]), 0);
+      res.sds.citadel = { csrs: count('citadel_server_csr_count'), issued: count('citadel_server_success_cert_issuance_count') };
+      if (res.sds.implemented && res.sds.citadel.issued !== res.sds.signed) log(`istiod counted ${res.sds.citadel.issued} certificates issued, its log shows ${res.sds.signed}`);
+    } finally {
+      await agent.stop();
+      await pod.cleanup();
+    }
+  } finally {
+    undo.delete(stopIstiod);
+    await istiod.stop();
   }
   return res;
 }
@@ -484,7 +593,7 @@ async function istiodTrial(res) {
   try {
     for (let i = 0; i < warm + cfg.reps; i++) {
       const last = i === warm + cfg.reps - 1;
-      const { pod, env } = await makePod(undefined, who);
+      const { pod, env } = await makePod(undefined, who, { CA_ADDR: istiod.discoveryAddress });
       const agent = spawnAgent(pod, env);
       try {
         let r;
@@ -545,6 +654,7 @@ async function istiodTrial(res) {
 async function main() {
   let res = { agent: AGENT, kind: cfg.kind };
   if (cfg.kind === 'istiod') res = await istiodTrial(res);
+  else if (cfg.kind === 'cert' && cfg.ca === 'istiod') res = await istiodCertTrial(res);
   else res = await withControlPlane(res);
   process.stdout.write(`${JSON.stringify(res)}\n`);
 }
@@ -561,7 +671,7 @@ async function withControlPlane(res) {
     cp.setResources(CLUSTER_TYPE, resources.base(served, cfg.baseClusters ?? 50));
     if (cfg.kind === 'startup') return await startupTrial(cp, res);
     if (cfg.kind === 'steady') return await steadyTrial(cp, acks, resources, served, res);
-    if (cfg.kind === 'cert') return await certTrial(cp, acks, resources, served, res);
+    if (cfg.kind === 'cert') return await certTrial(cp, resources, served, res);
     throw new Error(`unknown trial kind ${cfg.kind}`);
   } finally {
     await cp.stop();

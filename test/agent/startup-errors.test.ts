@@ -28,9 +28,10 @@ test('binaryPath that does not exist: exit 255 naming it', async (t) => {
 });
 
 test('a non-default WORKLOAD_IDENTITY_SOCKET_FILE with no socket there: exit 255 naming the variable and path', async (t) => {
-  const { exit, out } = await runToExit(t, { proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE' }, env: { WORKLOAD_IDENTITY_SOCKET_FILE: 'spire.sock' } });
+  const { exit, out } = await runToExit(t, { proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE' }, env: { WORKLOAD_IDENTITY_SOCKET_FILE: 'spire.sock', CA_ADDR: '127.0.0.1:15010' } });
   assert.equal(exit.code, 255);
-  assert.match(out, /Error: agent configured for non-default SDS socket \(WORKLOAD_IDENTITY_SOCKET_FILE=spire\.sock\), but no socket found at .*workload-spiffe-uds\/spire\.sock/);
+  // pilot-agent's words
+  assert.match(out, /Error: agent configured for non-default SDS socket path: .*workload-spiffe-uds\/spire\.sock but no socket found/);
 });
 
 test('malformed ISTIO_KUBE_APP_PROBERS: exit 255 naming it', async (t) => {
@@ -40,7 +41,8 @@ test('malformed ISTIO_KUBE_APP_PROBERS: exit 255 naming it', async (t) => {
 });
 
 test('SIGTERM is honoured in a working directory without pod files (no ./etc/istio/pod) and during start-up', async (t) => {
-  const pod = await createPod({ proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE', terminationDrainDuration: '1s' } });
+  // plaintext xDS and a plaintext CA (`:15010`): no root certificate is needed
+  const pod = await createPod({ proxyConfig: { discoveryAddress: '127.0.0.1:15912', controlPlaneAuthPolicy: 'NONE', terminationDrainDuration: '1s' }, env: { CA_ADDR: '127.0.0.1:15010' } });
   t.after(() => pod.cleanup());
   const { rm } = await import('node:fs/promises');
   await rm(`${pod.cwd}/etc/istio/pod`, { recursive: true, force: true });
