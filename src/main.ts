@@ -21,8 +21,28 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     else signals.emit(sig);
   });
 }
-// A long-running agent reports a stray rejected promise instead of dying with Envoy still up.
-process.on('unhandledRejection', (e) => process.stderr.write(`${new Date().toISOString()}\terror\tunhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`));
+// Last-resort policy for an error nothing caught (a thrown exception or a rejected promise). The agent's
+// state lives in per-request and per-stream objects (a probe, a scrape, an xDS or SDS stream) and every
+// input parser is tested not to throw, so an error escaping one event handler leaves the rest consistent:
+// it is logged with its stack and Envoy keeps serving (dying here would take the pod's networking with
+// it). If such errors repeat (more than 10 within a minute), something is wrong beyond one input: the agent
+// stops the normal way (drain, then stop Envoy: nothing is left behind) and exits 1, saying why.
+const uncaught: number[] = [];
+let fatal = false;
+function onUncaught(kind: string, e: unknown): void {
+  const now = Date.now();
+  process.stderr.write(`${new Date(now).toISOString()}\terror\t${kind} (the agent keeps running): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  uncaught.push(now);
+  while (uncaught.length && now - uncaught[0]! > 60_000) uncaught.shift();
+  if (uncaught.length > 10 && !fatal) {
+    fatal = true;
+    process.stderr.write(`${new Date(now).toISOString()}\terror\t${uncaught.length} uncaught errors within a minute: stopping the agent\n`);
+    if (signals.listenerCount('SIGTERM') > 0) signals.emit('SIGTERM');
+    else process.exit(1);
+  }
+}
+process.on('uncaughtException', (e) => onUncaught('uncaught exception', e));
+process.on('unhandledRejection', (e) => onUncaught('unhandled rejection', e));
 
 const code = await runCli(process.argv.slice(2), {
   env: process.env,
@@ -35,4 +55,4 @@ const code = await runCli(process.argv.slice(2), {
   return 255;
 });
 // Let stdout drain before exiting (pipes are asynchronous).
-process.stdout.write('', () => process.exit(code));
+process.stdout.write('', () => process.exit(fatal && code === 0 ? 1 : code));

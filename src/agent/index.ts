@@ -2,16 +2,17 @@
 // (status server, xDS proxy, gRPC bootstrap, Envoy bootstrap, Envoy), then waits for the first of:
 // a termination signal, /quitquitquit, or Envoy going away for good. Hot restarts (SIGHUP, POST /restart,
 // a change of the bootstrap inputs on disk) and crash restarts happen in between without the agent exiting.
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
 import type { CliContext, ExitCode } from '../cli/context.js';
-import { buildBootstrap, bootstrapOverrideJson, generateBootstrap, probeBootstrapRuntime, templatePathFor, writeGrpcBootstrap, type BootstrapRuntime } from '../bootstrap/index.js';
+import { buildBootstrap, bootstrapOverrideJson, commitBootstrap, generateBootstrap, prepareBootstrap, probeBootstrapRuntime, templatePathFor, writeGrpcBootstrap, type BootstrapRuntime } from '../bootstrap/index.js';
 import { buildEnvoyArgs, parentShutdownSeconds, type HotRestartArgs } from '../envoy/args.js';
 import { createEnvoyAdmin } from '../envoy/admin.js';
 import { drainForTermination } from '../envoy/drain.js';
 import { createEnvoySupervisor, type SupervisorOutcome } from '../envoy/supervisor.js';
+import { validateBootstrap } from '../envoy/validate.js';
 import { createStatusServer, type StatusServer } from '../status/server.js';
 import { createXdsProxy, resolveXdsProxySettings, type XdsProxy } from '../xds/index.js';
 import { createIdentity, resolveIdentitySettings, type EarlyKey, type Identity } from '../identity/index.js';
@@ -19,6 +20,7 @@ import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
 import { createAgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
 import { watchFiles, type FileWatch } from '../lib/watch.js';
+import { writeFileAtomic } from '../lib/files.js';
 import { changesNeedingPodRestart } from './reload.js';
 
 export interface AgentRunOptions {
@@ -81,6 +83,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       return;
     }
     terminating = true;
+    // termination wins over every restart path from this moment
+    envoy.sup?.beginShutdown();
     stopRequested?.({ kind: 'signal', signal: sig });
   };
   const onTermSig = onTerm('SIGTERM');
@@ -90,8 +94,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       log.warn('received SIGHUP: hot restart is disabled (--disable-hot-restart); ignoring');
       return;
     }
-    if (!envoy.sup) {
-      log.warn('received SIGHUP before Envoy started; ignoring');
+    if (!envoy.sup || terminating || quitting) {
+      log.warn(`received SIGHUP ${terminating || quitting ? 'while shutting down' : 'before Envoy started'}; ignoring`);
       return;
     }
     hotRestart('SIGHUP').catch(() => undefined);
@@ -122,9 +126,21 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         podIP: cfg.env.instanceIp || undefined,
         ipv6,
         legacyLocalhostProbeDestination: cfg.env.rewriteProbeLegacyLocalhostDestination,
-        readinessChecks: [() => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`)],
+        readinessChecks: [
+          () => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`),
+          // never ready without a running Envoy (e.g. during a crash-restart back-off)
+          () => {
+            if (proxyless) return undefined;
+            const sup = envoy.sup;
+            const st = sup?.status();
+            if (!sup || !st) return undefined;
+            if (st.state !== 'running' && st.state !== 'draining') return `Envoy is not running (${st.state})`;
+            return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
+          },
+        ],
         onQuit: () => {
           quitting = true;
+          envoy.sup?.beginShutdown();
           stopRequested?.({ kind: 'quit' });
         },
         onDrain: () => {
@@ -166,6 +182,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let runtime: BootstrapRuntime;
   let envoyConfigArg: string;
   let overrideJson: string | undefined;
+  /** The bootstrap the serving Envoy runs: what a crash restart uses, and what a failed hot restart restores. */
+  let committed: { path: string; text: string } | undefined;
   try {
     // 2. workload identity: the SDS server on ./var/run/secrets/workload-spiffe-uds/socket (unless another
     // SDS server already answers there, which pilot-agent checks first), and the first certificate
@@ -194,7 +212,10 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     } else {
       const gen = await generateBootstrap(cfg, log, runtime);
       envoyConfigArg = gen.envoyConfigArg;
-      if (gen.generated) cleanups.push(() => rm(gen.path, { force: true }));
+      if (gen.generated) {
+        committed = { path: gen.path, text: await readFile(gen.path, 'utf8') };
+        cleanups.push(() => rm(gen.path, { force: true }));
+      }
       overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
     }
   } catch (e) {
@@ -256,8 +277,15 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     log,
     onRestart: (_epoch, reason) => {
       metrics.envoyRestartsTotal.inc({ reason: reason === 'crash' ? 'crash' : 'hot' });
-      // a crash restart is a fresh Envoy: readiness must be earned again; a hot-restart child inherits it
-      if (reason === 'crash') status?.resetReadiness();
+    },
+    // the Envoy that earned readiness is gone: readiness must be earned again by the next one
+    onCrash: () => status?.resetReadiness(),
+    awaitLive: async (epoch) => {
+      for (;;) {
+        const i = await admin.serverInfo({ timeoutMs: 1000 }).catch(() => undefined);
+        if (i && i.restartEpoch === epoch && i.state === 'LIVE') return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
   });
   envoy.sup = sup;
@@ -276,7 +304,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // hot restart: reload the configuration, write the new bootstrap, start the next epoch
   async function hotRestart(reason: string, changed?: readonly string[]): Promise<number> {
     const run = restartChain.then(async () => {
-      if (quitting) throw new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down');
+      if (quitting || terminating) throw new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down');
       let next: AgentConfig;
       try {
         next = await o.reload();
@@ -301,11 +329,38 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           return sup.status().epoch;
         }
       }
-      const gen = await generateBootstrap(next, log, runtime);
-      envoyConfigArg = gen.envoyConfigArg;
-      overrideJson = next.paths.bootstrapOverride ? await bootstrapOverrideJson(next.paths.bootstrapOverride, next.env.hostIp, log) : undefined;
+      const prepared = await prepareBootstrap(next, log, runtime);
+      const nextOverride = next.paths.bootstrapOverride ? await bootstrapOverrideJson(next.paths.bootstrapOverride, next.env.hostIp, log) : undefined;
+      if (prepared.built) {
+        // Envoy's own judgement first, on a candidate file next to the real one
+        const candidate = join(dirname(prepared.path), `.candidate-${prepared.built.fileName}`);
+        await writeFileAtomic(candidate, prepared.built.text, 0o644);
+        const problem = await validateBootstrap({ binaryPath: next.proxy.binaryPath, cwd: next.paths.cwd, env: envoyEnv, configPath: candidate, configYaml: nextOverride }).finally(() => rm(candidate, { force: true }));
+        if (problem) {
+          metrics.configRejectionsTotal.inc({ source: 'envoy' });
+          const msg = `rejected new configuration (${reason}): ${problem}; keeping the running configuration`;
+          log.error(msg);
+          throw new AgentError('AGENT_ERR_CONFIG', msg);
+        }
+      }
+      const before = { cfg, envoyConfigArg, overrideJson, committed };
+      const gen = await commitBootstrap(next, prepared);
       cfg = next;
-      return sup.hotRestart(reason);
+      envoyConfigArg = gen.envoyConfigArg;
+      overrideJson = nextOverride;
+      try {
+        const epoch = await sup.hotRestart(reason);
+        if (prepared.built) committed = { path: gen.path, text: prepared.built.text };
+        return epoch;
+      } catch (e) {
+        // the new epoch never served: the last good bootstrap goes back on disk (for crash restarts too)
+        ({ cfg, envoyConfigArg, overrideJson, committed } = before);
+        if (committed) await writeFileAtomic(committed.path, committed.text, 0o644);
+        metrics.configRejectionsTotal.inc({ source: 'envoy' });
+        const msg = `hot restart failed (${reason}): ${errorMessage(e)}; restored the last good bootstrap`;
+        log.error(msg);
+        throw new AgentError('AGENT_ERR_ENVOY_EXIT', msg, { cause: e });
+      }
     });
     restartChain = run.catch(() => undefined);
     return run;

@@ -126,19 +126,40 @@ export interface GeneratedBootstrap {
   readonly generated: boolean;
 }
 
+/** A bootstrap ready to be written (see prepareBootstrap / commitBootstrap). */
+export interface PreparedBootstrap {
+  /** undefined for customConfigFile (used as-is, nothing to write). */
+  readonly built: BuiltBootstrap | undefined;
+  /** Absolute path of the file Envoy is started with. */
+  readonly path: string;
+  /** The `-c` argument exactly as pilot-agent passes it (relative to the cwd). */
+  readonly envoyConfigArg: string;
+}
+
 /**
- * What pilot-agent does before starting Envoy: use ProxyConfig.customConfigFile as-is, or render the
- * template (ISTIO_BOOTSTRAP / --templateFile) or the built-in bootstrap and write it atomically.
+ * What pilot-agent does before starting Envoy, without writing: ProxyConfig.customConfigFile as-is, or the
+ * template (ISTIO_BOOTSTRAP / --templateFile), or the built-in bootstrap.
  */
-export async function generateBootstrap(cfg: AgentConfig, log: Logger, runtime: BootstrapRuntime = {}): Promise<GeneratedBootstrap> {
+export async function prepareBootstrap(cfg: AgentConfig, log: Logger, runtime: BootstrapRuntime = {}): Promise<PreparedBootstrap> {
   if (cfg.proxy.customConfigFile !== '' && cfg.env.istioBootstrap === '') {
     log.info(`Using custom Envoy bootstrap as-is: ${cfg.proxy.customConfigFile}`);
-    return { path: resolve(cfg.paths.cwd, cfg.proxy.customConfigFile), envoyConfigArg: cfg.proxy.customConfigFile, generated: false };
+    return { built: undefined, path: resolve(cfg.paths.cwd, cfg.proxy.customConfigFile), envoyConfigArg: cfg.proxy.customConfigFile };
   }
   const tpl = templatePathFor(cfg);
   const built = tpl === '' ? buildBootstrap(cfg, runtime) : await buildBootstrapFromTemplate(cfg, tpl, runtime);
   for (const w of built.warnings) log.warn(w);
   log.info(`Pilot SAN: [${built.params.pilotSan.join(' ')}]`);
-  const path = await writeBootstrap(cfg, built);
-  return { path, envoyConfigArg: goPathJoin(cfg.proxy.configPath, built.fileName), generated: true };
+  return { built, path: resolve(cfg.paths.cwd, goPathJoin(cfg.proxy.configPath, built.fileName)), envoyConfigArg: goPathJoin(cfg.proxy.configPath, built.fileName) };
+}
+
+/** Writes a prepared bootstrap (side files, then the bootstrap, atomically). */
+export async function commitBootstrap(cfg: AgentConfig, p: PreparedBootstrap): Promise<GeneratedBootstrap> {
+  if (!p.built) return { path: p.path, envoyConfigArg: p.envoyConfigArg, generated: false };
+  const path = await writeBootstrap(cfg, p.built);
+  return { path, envoyConfigArg: p.envoyConfigArg, generated: true };
+}
+
+/** prepareBootstrap then commitBootstrap: what pilot-agent does before starting Envoy. */
+export async function generateBootstrap(cfg: AgentConfig, log: Logger, runtime: BootstrapRuntime = {}): Promise<GeneratedBootstrap> {
+  return commitBootstrap(cfg, await prepareBootstrap(cfg, log, runtime));
 }

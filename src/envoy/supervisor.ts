@@ -1,6 +1,14 @@
 // Runs Envoy: spawns it with execa (stdout/stderr passed through), hot-restarts it into a new epoch on
 // request, restarts it in place after a crash (under a budget), and kills every epoch on stop.
+//
+// Exits, as pilot-agent sees them: the current epoch exiting with code 0 on its own (e.g. a Job's
+// `curl -X POST localhost:15000/quitquitquit`) ends the agent with that code; only a signal or a non-zero
+// code is a crash. Termination wins over every restart path: once `beginShutdown()` or `stop()` is
+// called, no new epoch is started, a launch in flight is killed, and stop() waits for every process.
+// Each Envoy is started through `setpriv --pdeathsig SIGTERM` (when the host has it), so Envoy is told to
+// exit even if the agent itself is killed with SIGKILL.
 import { execa, type ResultPromise } from 'execa';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../lib/log.js';
@@ -14,7 +22,7 @@ export interface ExitInfo {
 }
 
 export type SupervisorOutcome =
-  /** Envoy exited and we do not restart it (hot restart disabled: pilot-agent's behaviour). */
+  /** Envoy exited and we do not restart it: a clean exit, or any exit with hot restart disabled (pilot-agent's behaviour). */
   | { readonly kind: 'exited'; readonly exit: ExitInfo }
   /** Envoy kept crashing: the crash budget is spent. */
   | { readonly kind: 'gave-up'; readonly message: string };
@@ -34,6 +42,15 @@ export interface SupervisorOptions {
   readonly now?: () => number;
   /** Called after a new epoch is spawned (hot restart or crash restart). */
   readonly onRestart?: (epoch: number, reason: string) => void;
+  /** Called as soon as the current Envoy is gone and a crash restart is pending (readiness must fail now). */
+  readonly onCrash?: (exit: ExitInfo) => void;
+  /**
+   * Resolves once a new hot-restart epoch serves (e.g. its admin reports it LIVE); the hot restart is not
+   * done (and the new bootstrap not committed by the caller) before. Default: resolves at once.
+   */
+  readonly awaitLive?: (epoch: number) => Promise<void>;
+  /** The parent-death wrapper (default `setpriv` from PATH, when found; '' = none). */
+  readonly pdeathsigWrapper?: string;
 }
 
 interface Epoch {
@@ -46,7 +63,7 @@ interface Epoch {
 }
 
 export interface EnvoyStatus {
-  readonly state: 'idle' | 'running' | 'restarting' | 'stopping' | 'stopped';
+  readonly state: 'idle' | 'running' | 'restarting' | 'draining' | 'stopping' | 'stopped';
   readonly epoch: number;
   readonly pid: number | undefined;
   readonly startedAt: number | undefined;
@@ -58,15 +75,32 @@ export interface EnvoyStatus {
 export interface EnvoySupervisor {
   /** Spawns the first Envoy. Rejects when the binary cannot be started. */
   start(): Promise<void>;
-  /** Starts epoch N+1 beside the running one; the old epoch drains and exits on its own. */
+  /**
+   * Starts epoch N+1 beside the running one and resolves once it serves (see `awaitLive`); the old epoch
+   * drains and exits on its own. Rejects when the new epoch dies first: the old epoch keeps serving.
+   * After such a failure Envoy's hot restart cannot hand over from that parent again, so the next
+   * hot restart is a cold one (stop, then a fresh epoch 0).
+   */
   hotRestart(reason: string): Promise<number>;
+  /** Termination has begun (drain): no restart of any kind from now on; an exit of Envoy ends the agent. */
+  beginShutdown(): void;
   /** Resolves when the current Envoy exits (for drain logic that must race Envoy's exit). */
   currentExited(): Promise<ExitInfo>;
+  /** Whether the current Envoy process exists and is not a zombie (checked now, not when its exit is noticed). */
+  currentAlive(): boolean;
   /** Kills every epoch (SIGKILL, as pilot-agent does after the drain period) and waits for them. */
   stop(): Promise<void>;
   /** Settles when the agent should stop because of Envoy (exit without restart, or crash budget spent). */
   readonly done: Promise<SupervisorOutcome>;
   status(): EnvoyStatus;
+}
+
+/** `setpriv` when the host has it (util-linux; Debian and most images do). */
+function findPdeathsigWrapper(path = process.env.PATH ?? ''): string {
+  for (const dir of path.split(':')) {
+    if (dir && existsSync(`${dir}/setpriv`)) return `${dir}/setpriv`;
+  }
+  return '';
 }
 
 function describeExit(e: ExitInfo): string {
@@ -87,6 +121,15 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
   let settle!: (r: SupervisorOutcome) => void;
   const done = new Promise<SupervisorOutcome>((r) => (settle = r));
   let restartChain: Promise<unknown> = Promise.resolve();
+  /** A failed hot restart leaves a parent Envoy that will not hand over again. */
+  let handoverBroken = false;
+  /** The epoch of a hot restart in progress (launched, not yet serving) and the parent it replaces. */
+  let handover: { child: Epoch; parent: Epoch } | undefined;
+  /** Aborts back-off sleeps when termination begins. */
+  const shutdownSignal = new AbortController();
+  const wrapper = o.pdeathsigWrapper ?? findPdeathsigWrapper(o.env.PATH);
+  if (!wrapper) log.warn('setpriv not found: Envoy would outlive the agent if the agent were killed with SIGKILL');
+  const terminating = (): boolean => state === 'draining' || state === 'stopping' || state === 'stopped';
 
   async function readBaseId(): Promise<number> {
     if (baseId !== undefined) return baseId;
@@ -103,8 +146,10 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     const epochNo = hot.mode === 'epoch' ? hot.epoch : 0;
     log.info(`Envoy command: [${args.join(' ')}]`);
     let child: ResultPromise<{ stdio: 'inherit'; reject: false }>;
+    // setpriv sets the parent-death signal, then execs Envoy (same pid, same argv)
+    const [file, argv] = wrapper ? [wrapper, ['--pdeathsig', 'SIGTERM', '--', o.binaryPath, ...args]] : [o.binaryPath, args];
     try {
-      child = execa(o.binaryPath, args, { cwd: o.cwd, env: o.env as Record<string, string>, extendEnv: false, stdio: 'inherit', reject: false, cleanup: true });
+      child = execa(file, argv, { cwd: o.cwd, env: o.env as Record<string, string>, extendEnv: false, stdio: 'inherit', reject: false, cleanup: true });
     } catch (e) {
       throw new AgentError('AGENT_ERR_ENVOY_EXIT', `failed to start Envoy (${o.binaryPath}): ${(e as Error).message}`, { cause: e });
     }
@@ -119,11 +164,24 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     const ep: Epoch = { epoch: epochNo, pid: child.pid!, startedAt: now(), exited, retiring: false };
     epochs.push(ep);
     void exited.then((info) => onExit(ep, info));
+    if (state === 'stopping' || state === 'stopped') {
+      // stop() ran while this launch was in flight: it must not survive
+      kill(ep, 'SIGKILL');
+      throw new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down');
+    }
     return ep;
   }
 
   function alive(): Epoch[] {
     return epochs.filter((e) => !e.exit);
+  }
+
+  function kill(e: Epoch, sig: NodeJS.Signals): void {
+    try {
+      process.kill(e.pid, sig);
+    } catch {
+      /* already gone */
+    }
   }
 
   function onExit(ep: Epoch, info: ExitInfo): void {
@@ -136,19 +194,23 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     }
     if (ep !== current) return;
     // the current epoch exited on its own
-    const parent = alive().filter((e) => e.retiring).pop();
-    if (parent) {
-      log.warn(`Envoy epoch ${ep.epoch} exited during hot restart (${describeExit(info)}); epoch ${parent.epoch} keeps serving`);
+    const parent = handover?.child === ep && !handover.parent.exit ? handover.parent : undefined;
+    if (parent && state !== 'draining') {
+      log.warn(`Envoy epoch ${ep.epoch} exited during hot restart (${describeExit(info)}); epoch ${parent.epoch} keeps serving; the next hot restart will be a cold one`);
       parent.retiring = false;
       current = parent;
+      handoverBroken = true;
       return;
     }
-    if (info.signal === 'SIGKILL' || (info.code !== null && info.code > 128)) {
+    const clean = info.code === 0 && !info.signal;
+    if (!clean && (info.signal === 'SIGKILL' || (info.code !== null && info.code > 128))) {
       log.warn('Envoy may have been out of memory killed. Check memory usage and limits.');
     }
-    if (!o.hotRestart) {
-      if (info.code === 0 && !info.signal) log.info('Envoy exited normally');
+    if (clean || !o.hotRestart || state === 'draining') {
+      // pilot-agent: the agent ends when Envoy does; a clean exit (e.g. /quitquitquit on Envoy's admin) is not a crash
+      if (clean) log.info('Envoy exited normally');
       else log.error(`Envoy exited with error: ${describeExit(info)}`);
+      current = undefined;
       state = 'stopped';
       settle({ kind: 'exited', exit: info });
       return;
@@ -156,6 +218,7 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     const t = now();
     const decision = decideRestart(crashTimes, t, o.budget, o.backoff);
     crashTimes.push(t);
+    current = undefined;
     if (decision.action === 'give-up') {
       log.error(`Envoy exited unexpectedly (${describeExit(info)}): ${decision.message}`);
       state = 'stopped';
@@ -164,27 +227,88 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     }
     log.warn(`Envoy exited unexpectedly (${describeExit(info)}); restarting it in ${decision.delayMs}ms (crash ${decision.crashesInWindow} of ${o.budget.max} allowed in ${Math.round(o.budget.windowMs / 1000)}s)`);
     state = 'restarting';
-    current = undefined;
+    o.onCrash?.(info);
     restartChain = restartChain.then(async () => {
-      await sleep(decision.delayMs);
+      try {
+        await sleep(decision.delayMs, undefined, { signal: shutdownSignal.signal });
+      } catch {
+        return; // termination began during the back-off
+      }
       if (state !== 'restarting') return;
       try {
-        const epoch = nextEpoch++;
-        const bid = await readBaseId().catch(() => undefined);
-        const hot: HotRestartArgs =
-          bid === undefined
-            ? { mode: 'first', baseIdPath: o.baseIdPath, parentShutdownS: o.parentShutdownS() }
-            : { mode: 'epoch', epoch, baseId: bid, parentShutdownS: o.parentShutdownS(), afterCrash: true };
-        current = await launch(hot);
+        // a crash restart starts over: a fresh epoch 0 on a fresh base id (the crashed Envoy may have left
+        // its hot-restart shared memory marked "initializing", which would refuse every later epoch)
+        await freshBaseId();
+        const ep = await launch({ mode: 'first', baseIdPath: o.baseIdPath, parentShutdownS: o.parentShutdownS() });
+        nextEpoch = 1;
+        handoverBroken = false;
+        if (state !== 'restarting') {
+          kill(ep, 'SIGKILL');
+          return;
+        }
+        current = ep;
         crashRestarts++;
         state = 'running';
         o.onRestart?.(current.epoch, 'crash');
       } catch (e) {
+        if (terminating()) return;
         log.error(`failed to restart Envoy: ${(e as Error).message}`);
         state = 'stopped';
         settle({ kind: 'gave-up', message: `failed to restart Envoy: ${(e as Error).message}` });
       }
     });
+  }
+
+  /** Stops every epoch (SIGTERM, SIGKILL after graceMs) and waits for them. */
+  async function killAll(graceMs: number): Promise<void> {
+    const all = alive();
+    for (const e of all) kill(e, graceMs > 0 ? 'SIGTERM' : 'SIGKILL');
+    if (graceMs > 0) {
+      const t = setTimeout(() => all.forEach((e) => kill(e, 'SIGKILL')), graceMs);
+      await Promise.all(all.map((e) => e.exited));
+      clearTimeout(t);
+    } else {
+      await Promise.all(all.map((e) => e.exited));
+    }
+  }
+
+  /** After a failed hand-over: stop the serving Envoy and start a fresh epoch 0 (a short interruption). */
+  async function coldRestart(reason: string): Promise<number> {
+    log.warn(`restarting Envoy cold (stop, then a fresh epoch 0): ${reason}`);
+    const old = alive();
+    for (const e of old) e.retiring = true; // their exits are expected
+    await killAll(5000);
+    await freshBaseId();
+    current = await launch({ mode: 'first', baseIdPath: o.baseIdPath, parentShutdownS: o.parentShutdownS() });
+    nextEpoch = 1;
+    handoverBroken = false;
+    hotRestarts++;
+    o.onRestart?.(0, reason);
+    await waitLive(current);
+    return 0;
+  }
+
+  /** Forgets the base id (and removes its shared memory) so the next launch gets a new one. */
+  async function freshBaseId(): Promise<void> {
+    await cleanupSharedMemory();
+    await rm(o.baseIdPath, { force: true });
+    baseId = undefined;
+  }
+
+  /** Resolves when `ep` serves; rejects when it exits first. */
+  async function waitLive(ep: Epoch): Promise<void> {
+    if (!o.awaitLive) return;
+    let live = false;
+    const died = ep.exited.then((info) => {
+      if (!live) throw new AgentError('AGENT_ERR_ENVOY_EXIT', `Envoy epoch ${ep.epoch} exited before it was ready (${describeExit(info)})`);
+    });
+    const aborted = new Promise<never>((_, reject) => {
+      const fail = (): void => reject(new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down'));
+      if (shutdownSignal.signal.aborted) fail();
+      else shutdownSignal.signal.addEventListener('abort', fail, { once: true });
+    });
+    aborted.catch(() => undefined);
+    await Promise.race([o.awaitLive(ep.epoch).then(() => (live = true)), died, aborted]);
   }
 
   return {
@@ -201,6 +325,7 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
       if (!o.hotRestart) throw new AgentError('AGENT_ERR_USAGE', 'hot restart is disabled (--disable-hot-restart)');
       const run = restartChain.then(async () => {
         if (state !== 'running' || !current) throw new AgentError('AGENT_ERR_USAGE', `cannot hot-restart Envoy while it is ${state}`);
+        if (handoverBroken) return coldRestart(`${reason} (the running Envoy cannot hand over after a failed hot restart)`);
         const bid = await readBaseId();
         const epoch = nextEpoch++;
         log.info(`hot-restarting Envoy into epoch ${epoch}: ${reason}`);
@@ -209,11 +334,37 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
         parent.retiring = true;
         current = child;
         hotRestarts++;
+        handover = { child, parent };
         o.onRestart?.(epoch, reason);
+        try {
+          await waitLive(child);
+        } finally {
+          handover = undefined;
+        }
         return epoch;
       });
       restartChain = run.catch(() => undefined);
       return run;
+    },
+    beginShutdown() {
+      if (state === 'running' || state === 'restarting' || state === 'idle') state = 'draining';
+      shutdownSignal.abort();
+    },
+    currentAlive() {
+      const pid = current?.pid;
+      if (pid === undefined || current?.exit) return false;
+      try {
+        // /proc/<pid>/stat: "pid (comm) S ..."; Z = exited, not yet reaped
+        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return !/\) [ZX] /.test(stat);
+      } catch {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      }
     },
     currentExited() {
       return current ? current.exited : Promise.resolve({ code: null, signal: null });
@@ -221,15 +372,10 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     async stop() {
       if (state === 'stopped' && !alive().length) return;
       state = 'stopping';
-      const all = alive();
-      for (const e of all) {
-        try {
-          process.kill(e.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-      await Promise.all(all.map((e) => e.exited));
+      shutdownSignal.abort();
+      // a launch in flight finishes (and is killed by launch itself) before we count the processes
+      await restartChain.catch(() => undefined);
+      await killAll(0);
       state = 'stopped';
       await cleanupSharedMemory();
       settle({ kind: 'exited', exit: { code: null, signal: 'SIGKILL' } });
