@@ -87,3 +87,17 @@ void test('parseStatusEnv throws one ConfigError listing both inputs', () => {
     },
   );
 });
+
+void test('parseKubeAppProbers / parsePrometheusAnnotations: a deeply nested value is an issue, not a RangeError; timeoutSeconds fits int32', () => {
+  const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+  const issues = new IssueList();
+  assert.equal(parseKubeAppProbers(`{"/app-health/a/livez":{"grpc":{"port":${deep}}}}`, issues).size, 0);
+  assert.match(issues.items[0]!.message, /^"\/app-health\/a\/livez": grpc\.port must be an integer in 1-65535 \(got \[.*\)$/);
+  assert.equal(parsePrometheusAnnotations(`{"port":${deep}}`, 15020, issues), undefined);
+  assert.match(issues.items[1]!.message, /"port" must be a string \(got \[/);
+  // Kubernetes' timeoutSeconds is an int32; 1e308 seconds is no timer at all
+  assert.equal(parseKubeAppProbers('{"/app-health/a/livez":{"tcpSocket":{"port":80},"timeoutSeconds":1e308}}', issues).size, 0);
+  assert.match(issues.items[2]!.message, /timeoutSeconds must be an integer in 0-2147483647 \(got 1e\+308\)/);
+  assert.equal(parseKubeAppProbers('{"/app-health/a/livez":{"tcpSocket":{"port":80},"timeoutSeconds":2147483647}}', issues).size, 1);
+  assert.ok(issues.items.every((i) => i.message.length < 400));
+});

@@ -40,13 +40,33 @@ const SOURCE_PROM = `env ${PROMETHEUS_ANNOTATIONS_ENV}`;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Go's int32 (Kubernetes' timeoutSeconds and gRPC port fields). */
+const INT32_MAX = 2 ** 31 - 1;
+const SHOWN_MAX = 120;
+
+/** A JSON value for a message: bounded in length, and never throws (deeply nested values included). */
+export function describe(v: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    text = Array.isArray(v) ? '[...]' : typeof v === 'object' && v !== null ? '{...}' : String(v);
+  }
+  return text.length > SHOWN_MAX ? `${text.slice(0, SHOWN_MAX)}...` : text;
+}
+
+/** A path or key for a message: quoted, bounded. */
+function quote(s: string): string {
+  return JSON.stringify(s.length > SHOWN_MAX ? `${s.slice(0, SHOWN_MAX)}...` : s);
+}
+
 function intPort(v: unknown, where: string, issues: IssueList): number | undefined {
   if (typeof v === 'string') {
-    issues.add(SOURCE_PROBERS, `${where}: the port must be int type (got "${v}")`);
+    issues.add(SOURCE_PROBERS, `${where}: the port must be int type (got ${quote(v)})`);
     return undefined;
   }
   if (typeof v !== 'number' || !Number.isInteger(v)) {
-    issues.add(SOURCE_PROBERS, `${where}: port must be an integer (got ${JSON.stringify(v)})`);
+    issues.add(SOURCE_PROBERS, `${where}: port must be an integer (got ${describe(v)})`);
     return undefined;
   }
   if (v < 1 || v > 65535) {
@@ -57,7 +77,7 @@ function intPort(v: unknown, where: string, issues: IssueList): number | undefin
 }
 
 function parseOne(path: string, v: unknown, issues: IssueList): AppProber | undefined {
-  const at = `"${path}"`;
+  const at = quote(path);
   const before = issues.items.length;
   if (!APP_PROBER_PATH.test(path)) {
     issues.add(SOURCE_PROBERS, `${at}: invalid path, must be in form of regex pattern ${APP_PROBER_PATH.source}`);
@@ -69,8 +89,9 @@ function parseOne(path: string, v: unknown, issues: IssueList): AppProber | unde
   let timeoutSeconds = 0;
   if (v['timeoutSeconds'] !== undefined && v['timeoutSeconds'] !== null) {
     const t = v['timeoutSeconds'];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) issues.add(SOURCE_PROBERS, `${at}: timeoutSeconds must be a non-negative integer`);
-    else timeoutSeconds = t;
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > INT32_MAX) {
+      issues.add(SOURCE_PROBERS, `${at}: timeoutSeconds must be an integer in 0-${INT32_MAX} (got ${describe(t)})`);
+    } else timeoutSeconds = t;
   }
   const present = (['httpGet', 'tcpSocket', 'grpc'] as const).filter((k) => v[k] !== undefined && v[k] !== null);
   if (present.length !== 1) {
@@ -89,7 +110,7 @@ function parseOne(path: string, v: unknown, issues: IssueList): AppProber | unde
     const p = action['path'] ?? '';
     const scheme = action['scheme'] ?? 'HTTP';
     if (typeof p !== 'string') issues.add(SOURCE_PROBERS, `${at}: httpGet.path must be a string`);
-    if (scheme !== 'HTTP' && scheme !== 'HTTPS') issues.add(SOURCE_PROBERS, `${at}: httpGet.scheme must be HTTP or HTTPS (got ${JSON.stringify(scheme)})`);
+    if (scheme !== 'HTTP' && scheme !== 'HTTPS') issues.add(SOURCE_PROBERS, `${at}: httpGet.scheme must be HTTP or HTTPS (got ${describe(scheme)})`);
     if (port !== undefined && typeof p === 'string' && (scheme === 'HTTP' || scheme === 'HTTPS')) {
       result = { kind, httpGet: { path: p.startsWith('/') ? p : `/${p}`, port, scheme }, timeoutSeconds };
     }
@@ -100,7 +121,7 @@ function parseOne(path: string, v: unknown, issues: IssueList): AppProber | unde
     const port = action['port'];
     const service = action['service'] ?? '';
     if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-      issues.add(SOURCE_PROBERS, `${at}: grpc.port must be an integer in 1-65535 (got ${JSON.stringify(port)})`);
+      issues.add(SOURCE_PROBERS, `${at}: grpc.port must be an integer in 1-65535 (got ${describe(port)})`);
     } else if (typeof service !== 'string') {
       issues.add(SOURCE_PROBERS, `${at}: grpc.service must be a string`);
     } else {
@@ -160,7 +181,7 @@ export function parsePrometheusAnnotations(
     const v = json[k];
     if (v === undefined || v === null) return '';
     if (typeof v !== 'string') {
-      issues.add(SOURCE_PROM, `failed to unmarshal ${PROMETHEUS_ANNOTATIONS_ENV}: "${k}" must be a string (got ${JSON.stringify(v)})`);
+      issues.add(SOURCE_PROM, `failed to unmarshal ${PROMETHEUS_ANNOTATIONS_ENV}: "${k}" must be a string (got ${describe(v)})`);
       return undefined;
     }
     return v;

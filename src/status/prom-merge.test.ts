@@ -8,8 +8,10 @@ import {
   FMT_OPENMETRICS_100,
   FMT_TEXT,
   negotiateMetricsFormat,
+  MAX_SCRAPE_TIMEOUT_MS,
   scrapeTimeoutMs,
 } from './prom-merge.js';
+import { memoryLogger } from '../lib/log.js';
 
 const PROM_ACCEPT =
   'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,' +
@@ -65,4 +67,18 @@ void test('scrapeTimeoutMs parses Prometheus seconds', () => {
   assert.equal(scrapeTimeoutMs('10'), 10000);
   assert.equal(scrapeTimeoutMs(''), undefined);
   assert.equal(scrapeTimeoutMs('soon'), undefined);
+});
+
+void test('scrapeTimeoutMs: floats as Go ParseFloat, whole milliseconds, bounded; bad values fall back (undefined), logged', () => {
+  assert.equal(scrapeTimeoutMs('16.1'), 16100);
+  assert.equal(scrapeTimeoutMs('0.0005'), 1);
+  assert.equal(scrapeTimeoutMs('1e10'), MAX_SCRAPE_TIMEOUT_MS);
+  assert.equal(scrapeTimeoutMs('+Inf'), MAX_SCRAPE_TIMEOUT_MS);
+  assert.equal(scrapeTimeoutMs('0x1p4'), 16000);
+  for (const bad of ['NaN', '-1', '0', '-0', '0x10', '1_0', ' ', '1e', '.', '1.5s', '\u0661']) assert.equal(scrapeTimeoutMs(bad), undefined, bad);
+  const warned: string[] = [];
+  const { log, lines } = memoryLogger('default:debug');
+  scrapeTimeoutMs('soon', log);
+  warned.push(...lines);
+  assert.match(warned[0]!, /Failed to parse timeout header "soon"/);
 });

@@ -1,6 +1,9 @@
 // Merged Prometheus exposition, as pilot-agent serves it on :15020/stats/prometheus: agent metrics first, then
 // Envoy's :15090 stats, then the application's metrics last (an OpenMetrics `# EOF` must end the output).
 // Series are concatenated verbatim. A failing source is logged and counted; the rest is still served.
+// A scrape owns everything it opens: when the scraper goes away (Prometheus closes the connection on its scrape
+// timeout), the deadline passes or the server closes, the upstream scrapes are aborted and every stream is
+// destroyed at once; nothing waits on a reader that is gone.
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Writable } from 'node:stream';
 import type { Logger } from '../lib/log.js';
@@ -15,7 +18,10 @@ export const FMT_OPENMETRICS_100 = 'application/openmetrics-text; version=1.0.0;
 export const ALLOWED_ENVOY_TYPES = ['text/*', 'text/plain'] as const;
 export const ALLOWED_APP_TYPES = ['text/*', 'text/plain', 'application/openmetrics-text'] as const;
 
-const DEFAULT_SCRAPE_TIMEOUT_MS = 30_000;
+/** Ours: a scrape without `X-Prometheus-Scrape-Timeout-Seconds` is bounded too (pilot-agent: unbounded). */
+export const DEFAULT_SCRAPE_TIMEOUT_MS = 30_000;
+/** The largest scrape timeout honoured (a larger header value is clamped to it). */
+export const MAX_SCRAPE_TIMEOUT_MS = 300_000;
 
 interface MediaType {
   type: string;
@@ -128,52 +134,119 @@ export function negotiateMetricsFormat(contentType: string | undefined): string 
   return FMT_TEXT;
 }
 
-/** `X-Prometheus-Scrape-Timeout-Seconds` ("1.5") => milliseconds; undefined when absent or bad. */
-export function scrapeTimeoutMs(header: string | undefined, log?: Logger): number | undefined {
-  if (header === undefined || header === '') return undefined;
-  const s = Number(header.trim());
-  if (!Number.isFinite(s) || s < 0) {
-    log?.warn(`Failed to parse timeout header ${header}`);
-    return undefined;
+// Go's strconv.ParseFloat grammar (base 10, and hexadecimal with a binary exponent); no underscores.
+const DECIMAL_FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+const HEX_FLOAT = /^([+-]?)0[xX]((?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+))[pP]([+-]?\d+)$/;
+const INFINITY = /^[+]?(?:inf|infinity)$/i;
+
+/** Go's strconv.ParseFloat(s, 64) for what it accepts; undefined for what it rejects (incl. out of range). */
+export function parseGoFloat(s: string): number | undefined {
+  if (DECIMAL_FLOAT.test(s)) {
+    const v = Number(s);
+    return Number.isFinite(v) ? v : undefined; // Go: ErrRange
   }
-  return s * 1000;
+  const hex = HEX_FLOAT.exec(s);
+  if (hex) {
+    const [int = '', frac = ''] = hex[2]!.split('.');
+    let mant = 0;
+    for (const d of int + frac) mant = mant * 16 + parseInt(d, 16);
+    const exp = Number(hex[3]) - 4 * frac.length;
+    const v = (hex[1] === '-' ? -1 : 1) * mant * 2 ** exp;
+    return Number.isFinite(v) ? v : undefined;
+  }
+  if (INFINITY.test(s)) return Infinity;
+  if (/^-(?:inf|infinity)$/i.test(s)) return -Infinity;
+  if (/^nan$/i.test(s)) return NaN;
+  return undefined;
 }
 
+/**
+ * `X-Prometheus-Scrape-Timeout-Seconds` (a float number of seconds, as pilot-agent reads it) => whole
+ * milliseconds in [1, MAX_SCRAPE_TIMEOUT_MS]; undefined when absent, unparseable, not positive or NaN (the
+ * caller falls back to its default: a bad value is never an error). Never throws.
+ */
+export function scrapeTimeoutMs(header: string | undefined, log?: Logger): number | undefined {
+  if (header === undefined || header === '') return undefined;
+  const s = parseGoFloat(header.trim());
+  if (s === undefined || Number.isNaN(s) || s <= 0) {
+    log?.warn(`Failed to parse timeout header ${JSON.stringify(header.length > 100 ? `${header.slice(0, 100)}...` : header)}: want a positive number of seconds`);
+    return undefined;
+  }
+  const ms = s * 1000;
+  if (ms >= MAX_SCRAPE_TIMEOUT_MS) return MAX_SCRAPE_TIMEOUT_MS;
+  return Math.max(1, Math.round(ms));
+}
+
+const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Resolves to the upstream's 200 response (with an error sink attached), or rejects naming the URL. */
 function scrape(url: string, incoming: IncomingHttpHeaders, accept: string, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { accept, connection: 'close' };
-    const ua = incoming['user-agent'];
-    if (ua) headers['user-agent'] = ua;
-    const to = incoming['x-prometheus-scrape-timeout-seconds'];
-    if (typeof to === 'string' && to) headers['x-prometheus-scrape-timeout-seconds'] = to;
-    const req = httpRequest(url, { method: 'GET', headers, agent: false, signal }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        res.destroy();
-        reject(new Error(`error scraping ${url}, status code: ${res.statusCode}`));
-        return;
-      }
-      resolve(res);
-    });
-    req.on('error', (e) => reject(new Error(`error scraping ${url}: ${signal.aborted ? 'timeout' : e.message}`)));
-    req.end();
+    const fail = (e: unknown): void => reject(new Error(`error scraping ${url}: ${signal.aborted ? errText(signal.reason) : errText(e)}`));
+    try {
+      const headers: Record<string, string> = { accept, connection: 'close' };
+      const ua = headerValue(incoming['user-agent']);
+      if (ua) headers['user-agent'] = ua;
+      const to = headerValue(incoming['x-prometheus-scrape-timeout-seconds']);
+      if (to) headers['x-prometheus-scrape-timeout-seconds'] = to;
+      const req = httpRequest(url, { method: 'GET', headers, agent: false, signal }, (res) => {
+        res.on('error', () => undefined); // read (or destroyed) by the merge; an error here ends its copy
+        if (res.statusCode !== 200) {
+          res.destroy();
+          reject(new Error(`error scraping ${url}, status code: ${res.statusCode}`));
+          return;
+        }
+        resolve(res);
+      });
+      req.on('error', fail);
+      req.end();
+    } catch (e) {
+      fail(e);
+    }
   });
 }
 
-async function copy(from: IncomingMessage, to: Writable): Promise<void> {
+class Gone extends Error {}
+
+/** Waits until `to` drains; rejects when it closes or errors first, or when `signal` aborts. */
+function drained(to: Writable, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      to.off('drain', onDrain);
+      to.off('close', onGone);
+      to.off('error', onGone);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const onDrain = (): void => {
+      cleanup();
+      resolve();
+    };
+    const onGone = (): void => {
+      cleanup();
+      reject(new Gone('client went away'));
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+    };
+    if (signal.aborted) return onAbort();
+    if (to.destroyed) return onGone();
+    to.on('drain', onDrain);
+    to.on('close', onGone);
+    to.on('error', onGone);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+async function copy(from: IncomingMessage, to: Writable, signal: AbortSignal): Promise<void> {
   for await (const chunk of from) {
-    if (!to.write(chunk as Buffer)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          to.off('drain', done);
-          to.off('close', done);
-          resolve();
-        };
-        to.once('drain', done);
-        to.once('close', done);
-      });
-      if (to.destroyed) throw new Error('client went away');
-    }
+    if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+    if (to.destroyed || to.writableEnded) throw new Gone('client went away');
+    if (!to.write(chunk as Buffer)) await drained(to, signal);
   }
 }
 
@@ -184,13 +257,14 @@ export interface MergeOptions {
   readonly envoyUrl: string | undefined;
   /** `localhost` plus the app's port and path, or undefined. */
   readonly app: (PrometheusScrapeConfig & { readonly host: string }) | undefined;
-  /** Aborted when the server closes. */
+  /** Aborted when the scrape must stop at once: the client went away, or the server closes. */
   readonly signal: AbortSignal;
 }
 
 /**
  * Scrapes the sources and writes the merged exposition. `setContentType` is called before anything is written;
- * `out` is the (possibly gzip) body stream; it is ended on return.
+ * `out` is the (possibly gzip) body stream; it is ended on return, unless the client went away (then the
+ * scrape stops at once, its upstream scrapes aborted and their responses destroyed). Never rejects.
  */
 export async function writeMergedMetrics(
   o: MergeOptions,
@@ -201,66 +275,105 @@ export async function writeMergedMetrics(
 ): Promise<void> {
   const { log, metrics } = o;
   metrics.scrapesTotal.inc();
-  const timeout = scrapeTimeoutMs(incoming['x-prometheus-scrape-timeout-seconds'] as string | undefined, log) ?? DEFAULT_SCRAPE_TIMEOUT_MS;
-  const signal = AbortSignal.any([o.signal, AbortSignal.timeout(timeout)]);
-  const acceptIn = incoming['accept'];
-  const envoyP = o.envoyUrl
-    ? scrape(`${o.envoyUrl}${rawQuery ? `?${rawQuery}` : ''}`, incoming, allowedContentTypes(acceptIn, ALLOWED_ENVOY_TYPES, log), signal)
-    : undefined;
-  const appP = o.app
-    ? scrape(`http://${o.app.host}:${o.app.port}${o.app.path}`, incoming, allowedContentTypes(acceptIn, ALLOWED_APP_TYPES, log), signal)
-    : undefined;
-  // Both scrapes run at once; settle both before judging either (no rejection is ever left unobserved).
-  const [envoyR, appR] = await Promise.allSettled([envoyP, appP]);
-  let envoy: IncomingMessage | undefined;
-  let app: IncomingMessage | undefined;
-  if (envoyP) {
-    if (envoyR.status === 'fulfilled') envoy = envoyR.value;
-    else {
-      log.error(`failed scraping envoy metrics: ${(envoyR.reason as Error).message}`);
-      metrics.scrapeFailuresTotal.inc({ type: 'envoy' });
-    }
-  }
-  let format = FMT_TEXT;
-  if (appP) {
-    if (appR.status === 'fulfilled' && appR.value) {
-      app = appR.value;
-      format = negotiateMetricsFormat(app.headers['content-type']);
-    } else if (appR.status === 'rejected') {
-      log.error(`failed scraping application metrics: ${(appR.reason as Error).message}`);
-      metrics.scrapeFailuresTotal.inc({ type: 'application' });
-    }
-  }
-  setContentType(format);
+  const timeout = scrapeTimeoutMs(headerValue(incoming['x-prometheus-scrape-timeout-seconds']), log) ?? DEFAULT_SCRAPE_TIMEOUT_MS;
+  // one signal for everything this scrape opens: the deadline, the caller's stop, or `out` closing early
+  const ac = new AbortController();
+  let gone = false;
+  const stop = (why: Error, clientGone: boolean): void => {
+    if (ac.signal.aborted) return;
+    gone = clientGone;
+    ac.abort(why);
+  };
+  const timer = setTimeout(() => stop(new Error(`timeout after ${timeout}ms`), false), timeout);
+  const onStop = (): void => stop(o.signal.reason instanceof Error ? o.signal.reason : new Error('scrape cancelled'), true);
+  const onOutGone = (): void => stop(new Gone('client went away'), true);
+  if (o.signal.aborted) onStop();
+  o.signal.addEventListener('abort', onStop, { once: true });
+  out.on('close', onOutGone);
+  out.on('error', onOutGone);
+  const signal = ac.signal;
+  const opened: IncomingMessage[] = [];
+  const destroyOpened = (): void => {
+    for (const r of opened) r.destroy();
+  };
+  signal.addEventListener('abort', destroyOpened, { once: true });
+  const track = (p: Promise<IncomingMessage>): Promise<IncomingMessage> =>
+    p.then((r) => {
+      opened.push(r);
+      if (signal.aborted) r.destroy();
+      return r;
+    });
   try {
+    const acceptIn = headerValue(incoming['accept']);
+    const envoyP = o.envoyUrl
+      ? track(scrape(`${o.envoyUrl}${rawQuery ? `?${rawQuery}` : ''}`, incoming, allowedContentTypes(acceptIn, ALLOWED_ENVOY_TYPES, log), signal))
+      : undefined;
+    const appP = o.app
+      ? track(scrape(`http://${o.app.host}:${o.app.port}${o.app.path}`, incoming, allowedContentTypes(acceptIn, ALLOWED_APP_TYPES, log), signal))
+      : undefined;
+    // Both scrapes run at once; settle both before judging either (no rejection is ever left unobserved).
+    const [envoyR, appR] = await Promise.allSettled([envoyP, appP]);
+    if (gone) {
+      log.debug(`scrape stopped before the upstreams answered: ${errText(signal.reason)}`);
+      return;
+    }
+    let envoy: IncomingMessage | undefined;
+    let app: IncomingMessage | undefined;
+    if (envoyP) {
+      if (envoyR.status === 'fulfilled') envoy = envoyR.value;
+      else {
+        log.error(`failed scraping envoy metrics: ${errText(envoyR.reason)}`);
+        metrics.scrapeFailuresTotal.inc({ type: 'envoy' });
+      }
+    }
+    let format = FMT_TEXT;
+    if (appP) {
+      if (appR.status === 'fulfilled' && appR.value) {
+        app = appR.value;
+        format = negotiateMetricsFormat(headerValue(app.headers['content-type']));
+      } else if (appR.status === 'rejected') {
+        log.error(`failed scraping application metrics: ${errText(appR.reason)}`);
+        metrics.scrapeFailuresTotal.inc({ type: 'application' });
+      }
+    }
+    setContentType(format);
     let agentText = '';
     try {
       agentText = await metrics.registry.metrics();
     } catch (e) {
-      log.error(`failed scraping and writing agent metrics: ${(e as Error).message}`);
+      log.error(`failed scraping and writing agent metrics: ${errText(e)}`);
       metrics.scrapeFailuresTotal.inc({ type: 'agent' });
     }
+    if (gone) return;
     if (agentText) out.write(agentText.endsWith('\n') ? agentText : `${agentText}\n`);
-    if (envoy) {
-      try {
-        await copy(envoy, out);
-      } catch (e) {
-        log.error(`failed to scraping and writing envoy metrics: ${(e as Error).message}`);
-        metrics.scrapeFailuresTotal.inc({ type: 'envoy' });
-      }
-    }
     // App metrics last: an OpenMetrics `# EOF` ends the whole exposition.
-    if (app) {
+    for (const [res, type, what] of [
+      [envoy, 'envoy', 'envoy'],
+      [app, 'application', 'application'],
+    ] as const) {
+      if (!res) continue;
       try {
-        await copy(app, out);
+        await copy(res, out, signal);
       } catch (e) {
-        log.error(`failed to scraping and writing application metrics: ${(e as Error).message}`);
-        metrics.scrapeFailuresTotal.inc({ type: 'application' });
+        if (gone) {
+          log.debug(`scrape stopped while writing ${what} metrics: ${errText(signal.reason ?? e)}`);
+          return;
+        }
+        log.error(`failed to scraping and writing ${what} metrics: ${errText(e)}`);
+        metrics.scrapeFailuresTotal.inc({ type });
       }
     }
   } finally {
-    envoy?.destroy();
-    app?.destroy();
-    out.end();
+    clearTimeout(timer);
+    o.signal.removeEventListener('abort', onStop);
+    signal.removeEventListener('abort', destroyOpened);
+    out.off('close', onOutGone);
+    destroyOpened();
+    if (gone) out.destroy();
+    else if (!out.destroyed && !out.writableEnded) out.end();
+    // the scrape is over: anything still holding the signal (a request not yet answered) is released
+    if (!signal.aborted) ac.abort(new Error('scrape finished'));
+    out.off('error', onOutGone);
+    out.on('error', () => undefined);
   }
 }

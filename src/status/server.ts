@@ -7,14 +7,15 @@
 // Responses are gzip-compressed when the client accepts it and the body is worth it (like pilot-agent's gzhttp).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { BlockList, isIP, type AddressInfo, type Socket } from 'node:net';
-import { createGzip } from 'node:zlib';
-import type { Writable } from 'node:stream';
+import { createGzip, type Gzip } from 'node:zlib';
+import { pipeline, type Writable } from 'node:stream';
+import { Counter } from 'prom-client';
 import type { EnvoyAdmin } from '../envoy/admin.js';
 import { formatGoDuration } from '../lib/duration.js';
 import type { Logger } from '../lib/log.js';
 import type { AgentMetrics } from '../lib/metrics.js';
 import { AGENT_NAME, AGENT_VERSION, ISTIO_VERSION } from '../version.js';
-import { AppProbeRunner } from './app-probe.js';
+import { AppProbeRunner, type BodyLimitKind } from './app-probe.js';
 import { parseStatusEnv, type AppProber, type PrometheusScrapeConfig } from './config.js';
 import { writeMergedMetrics } from './prom-merge.js';
 import { ReadinessProbe, type ReadinessCheck, type ReadinessResult } from './readiness.js';
@@ -85,8 +86,21 @@ export interface StatusServerDeps {
   readonly now?: () => number;
 }
 
+/** What the server holds right now (tests and the status view: each returns to 0 when idle). */
+export interface StatusInflight {
+  /** Open client connections. */
+  readonly connections: number;
+  /** Requests whose handler has not finished. */
+  readonly requests: number;
+  /** Response body streams (gzip) not yet closed. */
+  readonly streams: number;
+}
+
+export const BODY_LIMIT_METRIC = 'istio_agent_app_probe_body_limit_exceeded_total';
+
 export interface StatusServer {
   start(): Promise<void>;
+  inflight(): StatusInflight;
   close(): Promise<void>;
   setShuttingDown(reason: string): void;
   readiness(): Promise<ReadinessResult>;
@@ -121,8 +135,8 @@ export function localAddressesFor(o: { ipv6?: boolean; podIP?: string | undefine
   return v6 ? { localhost: '::1', probeSource: '::6' } : { localhost: '127.0.0.1', probeSource: '127.0.0.6' };
 }
 
-function acceptsGzip(req: IncomingMessage): boolean {
-  const ae = req.headers['accept-encoding'];
+/** True when an `Accept-Encoding` value accepts gzip (`gzip` or `*`, with a q-value above 0). Never throws. */
+export function acceptsGzip(ae: string | string[] | undefined): boolean {
   if (typeof ae !== 'string') return false;
   return ae.split(',').some((part) => {
     const [coding, ...params] = part.trim().split(';');
@@ -132,18 +146,52 @@ function acceptsGzip(req: IncomingMessage): boolean {
   });
 }
 
+export type RequestTarget = { readonly path: string; readonly query: string } | { readonly error: string };
+
+const STATUS_ORIGIN = 'http://status.local';
+
+/**
+ * The path (dot segments resolved, as WHATWG URL does) and raw query of a request target. Origin-form
+ * (`/p?q`) is read against a fixed origin, so `//x` stays a path; absolute-form (`http://h/p`) is accepted;
+ * anything else is an error naming the target. Never throws.
+ */
+export function parseRequestTarget(raw: string | undefined): RequestTarget {
+  const target = raw ?? '/';
+  try {
+    const u = target.startsWith('/') ? new URL(`${STATUS_ORIGIN}${target}`) : new URL(target);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`scheme ${u.protocol}`);
+    return { path: u.pathname || '/', query: u.search.slice(1) };
+  } catch {
+    const shown = target.length > 200 ? `${target.slice(0, 200)}...` : target;
+    return { error: `invalid request target ${JSON.stringify(shown)}` };
+  }
+}
+
+/** A gzip stream into `res`, with `res` ended when it ends and both destroyed when either fails or closes early. */
+function gzipInto(res: ServerResponse, track?: (gz: Gzip) => void): Gzip {
+  const gz = createGzip();
+  track?.(gz);
+  pipeline(gz, res, () => undefined);
+  return gz;
+}
+
 /** Writes a whole response, gzip-compressed when accepted and large enough. */
-function send(req: IncomingMessage, res: ServerResponse, status: number, body: string | Buffer = '', contentType?: string): void {
+function send(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  body: string | Buffer = '',
+  contentType?: string,
+  track?: (gz: Gzip) => void,
+): void {
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
   res.setHeader('Vary', 'Accept-Encoding');
   if (contentType) res.setHeader('Content-Type', contentType);
   else if (buf.length) res.setHeader('Content-Type', 'text/plain; charset=utf-8');
-  if (buf.length >= GZIP_MIN_SIZE && acceptsGzip(req)) {
+  if (buf.length >= GZIP_MIN_SIZE && acceptsGzip(req.headers['accept-encoding'])) {
     res.setHeader('Content-Encoding', 'gzip');
     res.writeHead(status);
-    const gz = createGzip();
-    gz.pipe(res);
-    gz.end(buf);
+    gzipInto(res, track).end(buf);
     return;
   }
   res.setHeader('Content-Length', buf.length);
@@ -152,9 +200,23 @@ function send(req: IncomingMessage, res: ServerResponse, status: number, body: s
 }
 
 /** Go's http.Error: text body with a trailing newline. */
-function sendError(req: IncomingMessage, res: ServerResponse, status: number, msg: string): void {
+function sendError(req: IncomingMessage, res: ServerResponse, status: number, msg: string, track?: (gz: Gzip) => void): void {
   res.setHeader('X-Content-Type-Options', 'nosniff');
-  send(req, res, status, `${msg}\n`);
+  send(req, res, status, `${msg}\n`, undefined, track);
+}
+
+/** `istio_agent_app_probe_body_limit_exceeded_total{type}` on the agent registry (created once per registry). */
+function bodyLimitCounter(metrics: AgentMetrics): (kind: BodyLimitKind) => void {
+  const existing = metrics.registry.getSingleMetric(BODY_LIMIT_METRIC) as Counter<'type'> | undefined;
+  const counter =
+    existing ??
+    new Counter<'type'>({
+      name: BODY_LIMIT_METRIC,
+      help: 'Application probe responses larger than the read limit (HTTP: the body passed on is truncated; gRPC: the probe fails).',
+      labelNames: ['type'],
+      registers: [metrics.registry],
+    });
+  return (kind) => counter.inc({ type: kind });
 }
 
 /** Parses the environment inputs; throws ConfigError (naming ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS). */
@@ -180,6 +242,12 @@ class StatusServerImpl implements StatusServer {
   private lastProbeSuccessful = false;
   private startupRecorded = false;
   private closed = false;
+  private requests = 0;
+  private streams = 0;
+  private readonly track = (gz: Gzip): void => {
+    this.streams++;
+    gz.once('close', () => this.streams--);
+  };
 
   constructor(
     private readonly deps: StatusServerDeps,
@@ -202,7 +270,12 @@ class StatusServerImpl implements StatusServer {
       sourceAddress: source,
       statusPort: () => this.boundPort ?? deps.statusPort,
       log: deps.log.scope('probes'),
+      onBodyLimit: bodyLimitCounter(deps.metrics),
     });
+  }
+
+  inflight(): StatusInflight {
+    return { connections: this.sockets.size, requests: this.requests, streams: this.streams };
   }
 
   private recordStartup(): void {
@@ -286,11 +359,21 @@ class StatusServerImpl implements StatusServer {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    this.route(req, res).catch((e: unknown) => {
-      this.log.error(`status server: ${req.method} ${req.url}: ${e instanceof Error ? e.message : String(e)}`);
-      if (!res.headersSent) sendError(req, res, 500, 'internal error');
-      else res.destroy();
-    });
+    this.requests++;
+    let route: Promise<void>;
+    try {
+      route = this.route(req, res);
+    } catch (e) {
+      route = Promise.reject(e);
+    }
+    route
+      .catch((e: unknown) => {
+        this.log.error(`status server: ${req.method} ${JSON.stringify(req.url)}: ${e instanceof Error ? e.message : String(e)}`);
+        if (!res.headersSent) sendError(req, res, 500, 'internal error', this.track);
+        else res.destroy();
+      })
+      .catch(() => res.destroy())
+      .finally(() => this.requests--);
   }
 
   private fromLocalhost(req: IncomingMessage): boolean {
@@ -298,14 +381,15 @@ class StatusServerImpl implements StatusServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://status.local');
-    const path = url.pathname;
+    const target = parseRequestTarget(req.url);
+    if ('error' in target) return this.sendError(req, res, 400, target.error);
+    const path = target.path;
     switch (path) {
       case '/healthz/ready':
         return this.handleReady(req, res);
       case '/metrics':
       case '/stats/prometheus':
-        return this.handleStats(req, res, url.search.slice(1));
+        return this.handleStats(req, res, target.query);
       case '/quitquitquit':
         return this.handleAdminPost(req, res, () => {
           this.log.info('handling /quitquitquit, notifying pilot-agent to exit');
@@ -324,7 +408,15 @@ class StatusServerImpl implements StatusServer {
         return this.handleDebugStatus(req, res);
     }
     if (path.startsWith('/app-health/') || path.startsWith('/app-lifecycle/')) return this.handleAppProbe(req, res, path);
-    sendError(req, res, 404, '404 page not found');
+    this.sendError(req, res, 404, '404 page not found');
+  }
+
+  private send(req: IncomingMessage, res: ServerResponse, status: number, body: string | Buffer = '', contentType?: string): void {
+    send(req, res, status, body, contentType, this.track);
+  }
+
+  private sendError(req: IncomingMessage, res: ServerResponse, status: number, msg: string): void {
+    sendError(req, res, status, msg, this.track);
   }
 
   private async handleReady(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -332,37 +424,37 @@ class StatusServerImpl implements StatusServer {
     if (!r.ready) {
       this.log.warn(`Envoy proxy is NOT ready: ${r.reason ?? ''}`);
       this.lastProbeSuccessful = false;
-      send(req, res, 503);
+      this.send(req, res, 503);
       return;
     }
     if (!this.lastProbeSuccessful) this.log.info('Envoy proxy is ready');
     this.lastProbeSuccessful = true;
-    send(req, res, 200);
+    this.send(req, res, 200);
   }
 
   private async handleAdminPost(req: IncomingMessage, res: ServerResponse, act: () => string): Promise<void> {
-    if (!this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
-    if (req.method !== 'POST') return sendError(req, res, 405, 'Method Not Allowed');
-    send(req, res, 200, act());
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (req.method !== 'POST') return this.sendError(req, res, 405, 'Method Not Allowed');
+    this.send(req, res, 200, act());
   }
 
   private async handleRestart(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
-    if (req.method !== 'POST') return sendError(req, res, 405, 'Method Not Allowed');
-    if (!this.deps.onRestart) return sendError(req, res, 501, 'hot restart is not available');
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (req.method !== 'POST') return this.sendError(req, res, 405, 'Method Not Allowed');
+    if (!this.deps.onRestart) return this.sendError(req, res, 501, 'hot restart is not available');
     this.log.info('handling /restart, hot-restarting Envoy');
     try {
       const epoch = await this.deps.onRestart();
-      send(req, res, 200, `${JSON.stringify({ epoch })}\n`, 'application/json');
+      this.send(req, res, 200, `${JSON.stringify({ epoch })}\n`, 'application/json');
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       this.log.warn(`/restart failed: ${msg}`);
-      sendError(req, res, 503, `restart failed: ${msg}`);
+      this.sendError(req, res, 503, `restart failed: ${msg}`);
     }
   }
 
   private async handleDebugStatus(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
     const [readiness, server] = await Promise.all([
       this.probe.check(),
       this.deps.admin && !this.deps.noEnvoy
@@ -395,47 +487,58 @@ class StatusServerImpl implements StatusServer {
       xds,
       identity,
     };
-    send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
+    this.send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
   }
 
   private async handleStats(req: IncomingMessage, res: ServerResponse, rawQuery: string): Promise<void> {
-    if (this.deps.metricsLocalhostOnly && !this.fromLocalhost(req)) return sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (this.deps.metricsLocalhostOnly && !this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
     const host = this.deps.scrapeHost ?? 'localhost';
     const mergeEnvoy = !this.deps.noEnvoy && (this.deps.mergeEnvoyStats ?? true);
-    let out: Writable = res;
-    res.setHeader('Vary', 'Accept-Encoding');
-    if (acceptsGzip(req)) {
-      const gz = createGzip();
-      gz.pipe(res);
-      out = gz;
+    // The scrape stops at once when the client goes away (Prometheus closes on its scrape timeout) or the
+    // server closes: upstream scrapes aborted, every stream destroyed.
+    const stop = new AbortController();
+    const onResClose = (): void => {
+      if (!res.writableFinished) stop.abort(new Error('client went away'));
+    };
+    const onClosing = (): void => stop.abort(new Error('status server closing'));
+    res.once('close', onResClose);
+    if (this.closing.signal.aborted) onClosing();
+    this.closing.signal.addEventListener('abort', onClosing, { once: true });
+    try {
+      res.setHeader('Vary', 'Accept-Encoding');
+      const out: Writable = acceptsGzip(req.headers['accept-encoding']) ? gzipInto(res, this.track) : res;
+      await writeMergedMetrics(
+        {
+          log: this.log,
+          metrics: this.deps.metrics,
+          envoyUrl: mergeEnvoy ? `http://${host}:${this.deps.envoyPrometheusPort ?? 15090}/stats/prometheus` : undefined,
+          app: this.prometheus ? { ...this.prometheus, host } : undefined,
+          signal: stop.signal,
+        },
+        rawQuery,
+        req.headers,
+        (ct) => {
+          if (res.headersSent || res.destroyed) return;
+          res.setHeader('Content-Type', ct);
+          if (out !== res) res.setHeader('Content-Encoding', 'gzip');
+          res.writeHead(200);
+        },
+        out,
+      );
+    } finally {
+      res.off('close', onResClose);
+      this.closing.signal.removeEventListener('abort', onClosing);
     }
-    await writeMergedMetrics(
-      {
-        log: this.log,
-        metrics: this.deps.metrics,
-        envoyUrl: mergeEnvoy ? `http://${host}:${this.deps.envoyPrometheusPort ?? 15090}/stats/prometheus` : undefined,
-        app: this.prometheus ? { ...this.prometheus, host } : undefined,
-        signal: this.closing.signal,
-      },
-      rawQuery,
-      req.headers,
-      (ct) => {
-        res.setHeader('Content-Type', ct);
-        if (out !== res) res.setHeader('Content-Encoding', 'gzip');
-        res.writeHead(200);
-      },
-      out,
-    );
   }
 
   private async handleAppProbe(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const prober = this.appProbers.get(path);
     if (!prober) {
       this.log.error(`Prober does not exists url ${path}`);
-      send(req, res, 400, `app prober config does not exists for ${path}`);
+      this.send(req, res, 400, `app prober config does not exists for ${path}`);
       return;
     }
     const reply = await this.appProbes.run(prober, { host: req.headers.host, headers: req.headers }, path);
-    send(req, res, reply.status, reply.body ?? '');
+    this.send(req, res, reply.status, reply.body ?? '');
   }
 }

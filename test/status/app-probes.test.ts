@@ -158,9 +158,10 @@ void test('app probes: HTTP, HTTPS (h2 and HTTP/1.1), TCP and gRPC health, all f
     '/app-lifecycle/grpc/poststartz': { grpc: { port: notGrpc.port }, timeoutSeconds: 1 },
   };
   const { log, lines } = memoryLogger('default:debug');
+  const metrics = createAgentMetrics({ processMetrics: false });
   const status: StatusServer = createStatusServer({
     log,
-    metrics: createAgentMetrics({ processMetrics: false }),
+    metrics,
     statusPort: 0,
     noEnvoy: true,
     podIP: '127.0.0.1',
@@ -183,6 +184,7 @@ void test('app probes: HTTP, HTTPS (h2 and HTTP/1.1), TCP and gRPC health, all f
   r = await probe('/app-health/web/startupz');
   assert.equal(r.status, 200);
   assert.equal(r.body.length, 10 * 1024, 'body capped at 10 KiB');
+  assert.match(await metrics.registry.metrics(), /istio_agent_app_probe_body_limit_exceeded_total\{type="http"\} 1\n/, 'the truncation is counted');
   // redirects: same host followed; other host = success without following; a loop fails after 10 requests
   r = await probe('/app-health/same/livez');
   assert.deepEqual([r.status, r.body], [200, 'fine']);

@@ -1,9 +1,12 @@
 // Test fixtures for the status server: local HTTP servers, an HTTP client, and a real Envoy with a small
 // bootstrap (static-only, or file-based CDS/LDS so that update_success counters move without a control plane).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import type { Http2SecureServer, Http2Server, ServerHttp2Stream } from 'node:http2';
+import forge from 'node-forge';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer as netServer, type AddressInfo } from 'node:net';
+import { createServer as netServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -205,4 +208,69 @@ export async function startEnvoy(opts: { dynamic: boolean }): Promise<EnvoyHandl
     throw e;
   });
   return handle;
+}
+
+export function selfSigned(): { key: string; cert: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
+  cert.serialNumber = '01';
+  cert.validity.notBefore = new Date(Date.now() - 60_000);
+  cert.validity.notAfter = new Date(Date.now() + 3_600_000);
+  cert.setSubject([{ name: 'commonName', value: 'app.local' }]);
+  cert.setIssuer([{ name: 'commonName', value: 'app.local' }]);
+  cert.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create());
+  return { key: keyPem, cert: forge.pki.certificateToPem(cert) };
+}
+
+/** An HTTP/2 server that counts its open sessions (connections). */
+export async function h2Server<S extends Http2Server | Http2SecureServer>(
+  server: S,
+  onStream: (stream: ServerHttp2Stream, headers: Record<string, unknown>) => void,
+): Promise<{ server: S; port: number; openSessions: () => number; close: () => Promise<void> }> {
+  let open = 0;
+  const sessions = new Set<{ destroy(): void }>();
+  server.on('session', (s) => {
+    open++;
+    sessions.add(s);
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      open--;
+      sessions.delete(s);
+    });
+  });
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    onStream(stream, headers as Record<string, unknown>);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    openSessions: () => open,
+    close: async () => {
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A gRPC-framed message. */
+export function grpcFrame(msg: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(msg.length, 1);
+  return Buffer.concat([head, msg]);
+}
+
+/** Open connections of a server. */
+export function openConnections(server: Server): Promise<number> {
+  return new Promise((resolve) => server.getConnections((_e, n) => resolve(n)));
 }

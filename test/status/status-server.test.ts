@@ -9,6 +9,20 @@ import { memoryLogger } from '../../src/lib/log.js';
 import { createAgentMetrics, type AgentMetrics } from '../../src/lib/metrics.js';
 import { createStatusServer, type StatusServer, type StatusServerDeps } from '../../src/status/server.js';
 import { get, localServer, type LocalServer } from './fixtures.js';
+import { connect } from 'node:net';
+
+/** A request with the target exactly as given (Node's client would normalise it). */
+function rawGet(base: string, target: string): Promise<{ status: number }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const s = connect(Number(u.port), u.hostname);
+    let data = '';
+    s.on('error', reject);
+    s.on('connect', () => s.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    s.on('data', (c: Buffer) => (data += c.toString('latin1')));
+    s.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0) }));
+  });
+}
 
 const UPDATE_OK =
   'cluster_manager.cds.update_rejected: 0\ncluster_manager.cds.update_success: 1\n' +
@@ -161,6 +175,10 @@ void test('loopback-only admin endpoints: methods, callbacks, 403 for remote pee
 
     r = await get(`${base}/nope`);
     assert.deepEqual([r.status, r.body], [404, '404 page not found\n']);
+    // a target that is not a URL relative to the server (`//`) is a path like any other, never a 500
+    for (const target of ['//', '//healthz/ready', '/%zz']) {
+      assert.equal((await rawGet(base, target)).status, 404, target);
+    }
 
     // a peer that is not loopback: connect to 127.0.0.1 from one of this host's own non-loopback addresses
     const own = Object.values(networkInterfaces())
