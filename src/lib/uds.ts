@@ -1,14 +1,26 @@
-// Creating the XDS Unix socket with owner-only permissions and no window in which it is more open.
+// Creating the XDS (and SDS) Unix sockets with a chosen mode and no window in which they are more open.
 // The socket is bound inside a fresh 0700 directory next to its final path (unreachable by anyone else),
-// chmod'ed to 0600 there, and only then renamed into place. rename(2) is atomic and keeps the bound
-// socket, so the path either does not exist or is a listening, owner-only socket. No process-wide umask
-// change is needed (that would race with other files the agent writes at the same time).
+// chmod'ed to its mode there (0600 by default: owner only), and only then renamed into place. rename(2) is
+// atomic and keeps the bound socket, so the path either does not exist or is a listening socket with its
+// final mode. No process-wide umask change is needed (that would race with other files the agent writes).
+// Proxyless gRPC applications run as another user and reach ./etc/istio/proxy/XDS through a shared volume,
+// so the agent binds it 0666 in that mode (pilot-agent always uses 0666).
 import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
 import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import { basename, dirname, join, relative } from 'node:path';
 
 /** sizeof(sockaddr_un.sun_path) - 1 on Linux. */
 const MAX_UNIX_PATH = 107;
+
+/** Owner read/write only: the default for sockets only processes of the agent's user need. */
+export const OWNER_ONLY_SOCKET_MODE = 0o600;
+
+/** Throws unless `mode` is a plain permission mask (0 to 0o777, no setuid/setgid/sticky bits). */
+export function checkSocketMode(mode: number): void {
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
+    throw new Error(`socket mode must be a permission mask between 0 and 0o777, got ${Number.isInteger(mode) ? `0o${mode.toString(8)}` : String(mode)}`);
+  }
+}
 
 export interface BoundSocket {
   /** Inode of the socket file, to remove only our own socket on close. */
@@ -24,14 +36,17 @@ function bindablePath(abs: string, processCwd: string): string {
 }
 
 /**
- * Removes a stale socket at `path`, creates its directory (0750), and binds a listening socket there with
- * mode 0600 through `bind` (which receives the path to bind to and resolves once listening).
+ * Removes a stale socket at `path`, creates its directory (0750, as pilot-agent; an existing directory is
+ * left as it is), and binds a listening socket there with `mode` (default 0600) through `bind` (which
+ * receives the path to bind to and resolves once listening).
  */
 export async function bindOwnerOnlySocket(
   path: string,
   bind: (bindPath: string) => Promise<void>,
   processCwd: string,
+  mode: number = OWNER_ONLY_SOCKET_MODE,
 ): Promise<BoundSocket> {
+  checkSocketMode(mode);
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o750 });
   try {
@@ -43,7 +58,7 @@ export async function bindOwnerOnlySocket(
   try {
     const tmpSock = join(tmpDir, 's');
     await bind(bindablePath(tmpSock, processCwd));
-    await chmod(tmpSock, 0o600);
+    await chmod(tmpSock, mode);
     await rename(tmpSock, path);
     const st = await lstat(path);
     if (!st.isSocket()) throw new Error(`${path} is not a socket after rename`);
@@ -63,8 +78,8 @@ export async function removeOwnSocket(path: string, sock: BoundSocket): Promise<
   }
 }
 
-/** Binds a grpc-js server on an owner-only Unix socket at `path` (see bindOwnerOnlySocket). */
-export async function bindGrpcServerOnUds(server: GrpcServer, path: string, processCwd: string): Promise<BoundSocket> {
+/** Binds a grpc-js server on a Unix socket at `path` with `mode`, default owner-only 0600 (see bindOwnerOnlySocket). */
+export async function bindGrpcServerOnUds(server: GrpcServer, path: string, processCwd: string, mode: number = OWNER_ONLY_SOCKET_MODE): Promise<BoundSocket> {
   return bindOwnerOnlySocket(
     path,
     (bindPath) =>
@@ -72,6 +87,7 @@ export async function bindGrpcServerOnUds(server: GrpcServer, path: string, proc
         server.bindAsync(`unix:${bindPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
       }),
     processCwd,
+    mode,
   );
 }
 

@@ -20,6 +20,12 @@ void describe('xds settings: pilot-agent defaults and precedence', () => {
     assert.equal(resolveXdsProxySettings(input({ configPath: 'custom/dir' })).udsPath, '/pod/custom/dir/XDS');
   });
 
+  void it('socket mode: 0600 for a sidecar, 0666 in proxyless mode (DISABLE_ENVOY true, as Go parses booleans)', () => {
+    assert.equal(resolveXdsProxySettings(input()).socketMode, 0o600);
+    for (const v of ['false', '0', 'F', '']) assert.equal(resolveXdsProxySettings(input({ env: { DISABLE_ENVOY: v } })).socketMode, 0o600, v);
+    for (const v of ['true', '1', 'T', 'TRUE']) assert.equal(resolveXdsProxySettings(input({ env: { DISABLE_ENVOY: v } })).socketMode, 0o666, v);
+  });
+
   void it('controlPlaneAuthPolicy NONE is plaintext and needs no root', () => {
     const s = resolveXdsProxySettings(input({ controlPlaneAuthPolicy: 'NONE', discoveryAddress: 'istiod.istio-system.svc:15010', files: [] }));
     assert.equal(s.tls, null);

@@ -25,6 +25,13 @@ export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_CONCURRENT_STREAMS = 100_000;
 /** ISTIO_GPRC_MAXRECVMSGSIZE default (4 MiB): the largest request Envoy may send us. */
 export const DEFAULT_MAX_DOWNSTREAM_RECV_BYTES = 4 * 1024 * 1024;
+/** The XDS socket for Envoy, which runs as the agent's user: owner only. */
+export const SIDECAR_SOCKET_MODE = 0o600;
+/**
+ * The XDS socket in proxyless mode (DISABLE_ENVOY=true): Istio's grpc-agent template mounts
+ * ./etc/istio/proxy into application containers that usually run as another user (pilot-agent: 0666 always).
+ */
+export const PROXYLESS_SOCKET_MODE = 0o666;
 
 /** TLS toward istiod (`rootCertPath` null = the operating system's trust store, XDS_ROOT_CA=SYSTEM). */
 export type UpstreamTls = ClientTls;
@@ -47,6 +54,8 @@ export interface XdsProxySettings {
   readonly keepaliveTimeoutMs: number;
   readonly maxConcurrentStreams: number;
   readonly maxDownstreamRecvBytes: number;
+  /** Mode of the socket file: 0600 for a sidecar, 0666 in proxyless mode (DISABLE_ENVOY=true). */
+  readonly socketMode?: number;
 }
 
 export interface XdsSettingsInput {
@@ -132,6 +141,8 @@ export function resolveXdsProxySettings(input: XdsSettingsInput): XdsProxySettin
   const maxConcurrentStreams = intEnv('ISTIO_GPRC_MAXSTREAMS', DEFAULT_MAX_CONCURRENT_STREAMS);
   const maxDownstreamRecvBytes = intEnv('ISTIO_GPRC_MAXRECVMSGSIZE', DEFAULT_MAX_DOWNSTREAM_RECV_BYTES);
   const fileMountedCerts = boolEnv('FILE_MOUNTED_CERTS', false);
+  // validated (and reported) with the rest of the agent's environment; here only its effect on the socket
+  const proxyless = parseGoBool(env.DISABLE_ENVOY ?? '') === true;
   const provCert = env.PROV_CERT ?? '';
   const pilotCertProvider = env.PILOT_CERT_PROVIDER || 'istiod';
   const meta = input.proxyMetadata ?? {};
@@ -186,6 +197,7 @@ export function resolveXdsProxySettings(input: XdsSettingsInput): XdsProxySettin
     keepaliveTimeoutMs,
     maxConcurrentStreams,
     maxDownstreamRecvBytes,
+    socketMode: proxyless ? PROXYLESS_SOCKET_MODE : SIDECAR_SOCKET_MODE,
   };
 }
 

@@ -1,7 +1,8 @@
 // The xDS proxy: Envoy's ADS stream on a Unix socket, relayed to istiod.
 //
 // Behaviour follows pilot-agent's XdsProxy: one upstream connection and stream per Envoy stream, the same
-// flavour (SotW or Delta) on both sides, one active Envoy stream at a time, per-stream metadata (ClusterID,
+// flavour (SotW or Delta) on both sides, one active Envoy stream at a time (a new stream closes the previous
+// one, except during a hot-restart hand-over, see beginHandover), per-stream metadata (ClusterID,
 // XDS_HEADER_*, bearer token re-read per stream), agent-consumed types (NDS, PCDS) handled and ACKed here,
 // only Envoy types forwarded, and any failure on either side ending the pair so Envoy reconnects and
 // re-subscribes (the proxy itself never retries).
@@ -9,6 +10,11 @@
 // Messages are never decoded: both gRPC ends use identity (de)serializers, and a tiny wire reader
 // (wire.ts) peeks at type_url/nonce/version/counts. Flow control is end to end: the next istiod message is
 // read only after the previous one was written to Envoy, so at most one response is held in memory.
+//
+// Bytes from either socket are untrusted: a message the wire reader cannot walk ends that pair of streams
+// with INTERNAL and a status naming the problem (counted and logged); nothing a peer sends can throw out of
+// the proxy or touch another stream. Status text sent to Envoy is percent-encoded as gRPC specifies (as
+// grpc-go does), not with grpc-js's encodeURI, because Envoy logs `grpc-message` as it arrives.
 import { Metadata, Server, connectivityState, status as Status } from '@grpc/grpc-js';
 import type { Channel, ServerDuplexStream, StatusObject } from '@grpc/grpc-js';
 import { AgentError, errorMessage } from '../lib/errors.js';
@@ -18,7 +24,7 @@ import { xdsProxyMetrics, type XdsProxyMetrics } from './metrics.js';
 import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
 import { DELTA_METHOD, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
-import { bindGrpcServerOnUds, removeOwnSocket, shutdownGrpcServer, type BoundSocket } from '../lib/uds.js';
+import { OWNER_ONLY_SOCKET_MODE, bindGrpcServerOnUds, checkSocketMode, removeOwnSocket, shutdownGrpcServer, type BoundSocket } from '../lib/uds.js';
 import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
 
@@ -51,8 +57,10 @@ export interface XdsProxyOptions {
   readonly maxConcurrentStreams?: number;
   readonly maxDownstreamRecvBytes?: number;
   /**
-   * pilot-agent keeps one Envoy stream: a new one closes the previous (default true). Set false while two
-   * Envoys share the socket (hot restart: parent and child epoch), so they do not keep closing each other's stream.
+   * pilot-agent keeps one Envoy stream: a new one closes the previous (default true). For a hot restart,
+   * keep the default and call `beginHandover()` when the next epoch starts: overlapping streams are then
+   * kept only for that hand-over. `false` keeps every overlap for the life of the proxy (deprecated: an Envoy
+   * that reconnects without its old stream noticing leaves that stream open forever).
    */
   readonly exclusiveStream?: boolean;
   /** Agent-consumed types; on the first LDS request of a stream an initial request for each is sent upstream. */
@@ -67,6 +75,12 @@ export interface XdsProxyOptions {
   readonly slowSendWarnMs?: number;
   /** Working directory of this process, used only to shorten an over-long socket path for bind(2). */
   readonly processCwd?: string;
+  /**
+   * Mode of the socket file (default 0600: Envoy runs as the agent's user). Proxyless mode (DISABLE_ENVOY=true)
+   * needs 0666: applications reach the socket through a shared volume as another user (pilot-agent: always 0666).
+   * `resolveXdsProxySettings` sets it from DISABLE_ENVOY.
+   */
+  readonly socketMode?: number;
 }
 
 export interface XdsTypeStatus {
@@ -90,7 +104,7 @@ export interface XdsProxyStatus {
   readonly listening: boolean;
   /** The newest Envoy stream is active and its istiod connection is READY. */
   readonly connected: boolean;
-  /** Envoy streams being relayed (1 at most with exclusiveStream). */
+  /** Envoy streams being relayed (more than 1 only during a hot-restart hand-over, or with exclusiveStream false). */
   readonly activeStreams: number;
   readonly stream?: {
     readonly id: number;
@@ -108,15 +122,48 @@ export interface XdsProxyStatus {
     readonly downstreamErrors: number;
   };
   readonly lastError?: { readonly at: string; readonly message: string };
+  /** Present while a hot-restart hand-over keeps overlapping streams (see beginHandover). */
+  readonly handover?: {
+    /** When the window closes at the latest. */
+    readonly until: string;
+    /** Streams of the previous epoch(s) still open; the hand-over ends when they are all gone. */
+    readonly streams: number;
+  };
+  /** What the proxy holds right now (for leak checks): every figure returns to its idle value when streams end. */
+  readonly resources: {
+    /** Envoy streams being relayed. */
+    readonly sessions: number;
+    /** Stream objects not yet garbage-collected (sessions ended and collected are subtracted). */
+    readonly sessionObjects: number;
+    /** Upstream channels not yet closed. */
+    readonly upstreamChannels: number;
+    /** Writes to Envoy in flight (each with its slow-send timer). */
+    readonly sendTimers: number;
+    /** Requests from Envoy waiting to be sent upstream. */
+    readonly queuedRequests: number;
+    /** Type URLs with per-type status (bounded). */
+    readonly trackedTypes: number;
+  };
 }
 
 export interface XdsProxy {
   readonly udsPath: string;
-  /** Binds the socket (0600) and starts serving; rejects with an AgentError naming the path on failure. */
+  /** Binds the socket (`socketMode`, default 0600) and starts serving; rejects with an AgentError naming the path on failure. */
   start(): Promise<void>;
   /** Ends the active stream, stops serving (forced after `closeTimeoutMs`) and removes the socket. Idempotent. */
   close(): Promise<void>;
   getStatus(): XdsProxyStatus;
+  /**
+   * Opens a hot-restart hand-over: call it just before starting Envoy's next epoch. Until it ends, a new
+   * Envoy stream does not close the streams already open (the parent epoch keeps its stream while it
+   * drains). It ends after `windowMs`, when every stream open at this call has ended (the parent exited),
+   * or on `endHandover()`, whichever is first; from then on a new stream closes the previous one again, as
+   * pilot-agent does. Ending it closes nothing by itself. Calling it again during a hand-over restarts the
+   * window and adds the streams now open.
+   */
+  beginHandover(windowMs: number): void;
+  /** Ends a hand-over now (e.g. the next epoch failed to start). No-op when none is open. */
+  endHandover(): void;
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -157,10 +204,23 @@ interface ProxyCore {
   readonly agentTypes: ReadonlyMap<string, AgentTypeHandler>;
   readonly slowSendWarnMs: number;
   readonly counts: { streams: number; requests: number; responses: number; upstreamFailures: number; upstreamErrors: number; downstreamErrors: number };
+  /** Live resource counts (XdsProxyStatus.resources). */
+  readonly held: { upstreamChannels: number; sendTimers: number; sessionObjects: number };
+  /** Counts sessions out of `held.sessionObjects` once they are garbage-collected. */
+  readonly sessionFinalizer: FinalizationRegistry<undefined>;
   types: Map<string, XdsTypeStatus>;
   lastError?: { at: string; message: string };
   unregister(s: Session): void;
 }
+
+/**
+ * Per-type status is kept for this many type URLs at most: type URLs come from the peers, and a peer
+ * inventing new ones must not grow the proxy's memory. Envoy and istiod use about a dozen.
+ */
+export const MAX_TRACKED_TYPES = 64;
+
+/** setTimeout's largest delay (a larger one fires at once). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 function typeStatus(core: ProxyCore, typeUrl: string): XdsTypeStatus {
   let t = core.types.get(typeUrl);
@@ -175,9 +235,42 @@ function typeStatus(core: ProxyCore, typeUrl: string): XdsTypeStatus {
       requests: 0,
       responses: 0,
     };
-    core.types.set(typeUrl, t);
+    if (core.types.size < MAX_TRACKED_TYPES) core.types.set(typeUrl, t);
   }
   return t;
+}
+
+/**
+ * `grpc-message` as the gRPC spec (and grpc-go) encodes it: UTF-8 bytes outside 0x20-0x7E, and '%', become
+ * %XX; everything else is sent as is. grpc-js's server uses encodeURI instead, which also escapes spaces,
+ * brackets and more: gRPC clients decode either form, but Envoy logs the header as it arrives.
+ */
+export function encodeGrpcMessage(text: string): string {
+  let plain = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return text;
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) {
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b < 16 ? '0' : ''}${b.toString(16).toUpperCase()}`;
+  }
+  return out;
+}
+
+/**
+ * Ends a server stream with a status whose text reaches the peer as the gRPC spec encodes it: grpc-js
+ * merges the status metadata over its own `grpc-status`/`grpc-message` trailers, so a `grpc-message` entry
+ * here replaces its encodeURI form.
+ */
+function emitStatus(down: ServerDuplexStream<Buffer, Buffer>, code: number, details: string): void {
+  const metadata = new Metadata();
+  metadata.set('grpc-message', encodeGrpcMessage(details));
+  down.emit('error', { code, details, metadata });
 }
 
 function recordError(core: ProxyCore, message: string): void {
@@ -196,6 +289,10 @@ class Session {
   private upstreamEnded = false;
   private initialRequestsSent = false;
   private upstreamReady = false;
+  private channelCounted = false;
+  private channelClosing = false;
+  /** The write to Envoy in flight (one at a time: the next istiod message is read after it completes). */
+  private pendingWrite: { readonly typeUrl: string; readonly timer: NodeJS.Timeout } | undefined;
 
   constructor(
     private readonly core: ProxyCore,
@@ -204,6 +301,12 @@ class Session {
     private readonly down: ServerDuplexStream<Buffer, Buffer>,
   ) {
     this.log = core.log;
+    core.held.sessionObjects++;
+    core.sessionFinalizer.register(this, undefined);
+  }
+
+  get queuedRequests(): number {
+    return this.sendQueue.length;
   }
 
   get flavour(): 'sotw' | 'delta' {
@@ -223,13 +326,22 @@ class Session {
   run(): void {
     this.down.on('data', (buf: Buffer) => this.onDownstreamRequest(buf));
     this.down.on('end', () => this.onDownstreamEnd('graceful', { code: Status.OK, details: 'EOF' }));
-    this.down.on('cancelled', () => this.onDownstreamEnd('expected', { code: Status.CANCELLED, details: 'client disconnected' }));
-    this.down.on('error', (err: Error & Partial<StatusObject>) => {
-      if (this.finished) return; // our own status emission
-      const code = typeof err.code === 'number' ? err.code : Status.UNKNOWN;
-      this.onDownstreamEnd(classifyTermination(code, err.details ?? err.message), { code, details: err.details ?? err.message });
+    this.down.on('cancelled', () => {
+      // grpc-js cancels the call itself when a write fails (and then never completes that write)
+      if (this.pendingWrite) this.onWriteFailed('the stream was cancelled before the write completed');
+      else this.onDownstreamEnd('expected', { code: Status.CANCELLED, details: 'client disconnected' });
     });
-    this.down.on('close', () => this.finish(undefined));
+    this.down.on('error', (err: (Error & Partial<StatusObject>) | undefined) => {
+      if (this.finished) return; // our own status emission
+      const code = typeof err?.code === 'number' ? err.code : Status.UNKNOWN;
+      const details = String(err?.details ?? err?.message ?? 'unknown error');
+      if (this.pendingWrite) this.onWriteFailed(details);
+      else this.onDownstreamEnd(classifyTermination(code, details), { code, details });
+    });
+    this.down.on('close', () => {
+      if (this.pendingWrite && !this.finished) this.onWriteFailed('the stream closed before the write completed');
+      this.finish(undefined);
+    });
     this.openUpstream().catch((e: unknown) => this.failUpstream({ code: Status.INTERNAL, details: `starting upstream stream: ${errorMessage(e)}` }));
   }
 
@@ -238,9 +350,11 @@ class Session {
     let md: Metadata;
     try {
       this.channel = await openUpstreamChannel(cfg, this.log);
+      this.channelCounted = true;
+      this.core.held.upstreamChannels++;
       md = await upstreamMetadata(cfg, this.log);
     } catch (e) {
-      this.channel?.close();
+      this.closeChannel();
       this.channel = undefined;
       const msg = `failed to connect to upstream ${cfg.discoveryAddress}: ${errorMessage(e)}`;
       this.log.error(msg);
@@ -251,7 +365,7 @@ class Session {
       return;
     }
     if (this.finished) {
-      this.channel.close();
+      this.closeChannel();
       return;
     }
     this.watchConnectivity(this.channel, connectivityState.IDLE);
@@ -414,24 +528,46 @@ class Session {
       return;
     }
     const started = Date.now();
-    const slow = setTimeout(() => {
+    const timer = setTimeout(() => {
       this.log.warn(`sendDownstream${this.delta ? 'Delta' : ''} is taking more than ${this.core.slowSendWarnMs}ms`, {
         id: this.id,
         type: shortType(typeUrl),
         bytes: buf.length,
       });
     }, this.core.slowSendWarnMs);
-    slow.unref();
+    timer.unref();
+    const write = { typeUrl, timer };
+    this.pendingWrite = write;
+    this.core.held.sendTimers++;
+    // grpc-js calls back only when the write completes: a failed write ends the call instead (see run())
     this.down.write(buf, (err?: Error | null) => {
-      clearTimeout(slow);
+      if (this.pendingWrite !== write) return; // already settled as failed
+      this.settleWrite();
       const took = Date.now() - started;
       if (took > this.core.slowSendWarnMs) this.log.warn(`sendDownstream${this.delta ? 'Delta' : ''} took ${took}ms`, { id: this.id });
       if (err) {
-        this.onDownstreamEnd('unexpected', { code: Status.UNAVAILABLE, details: `send error for type url ${typeUrl}: ${errorMessage(err)}` });
+        this.onWriteFailed(errorMessage(err), typeUrl);
         return;
       }
       this.readNext();
     });
+  }
+
+  /** Clears the in-flight write and its slow-send timer; returns what it was. */
+  private settleWrite(): { readonly typeUrl: string } | undefined {
+    const w = this.pendingWrite;
+    if (!w) return undefined;
+    clearTimeout(w.timer);
+    this.pendingWrite = undefined;
+    this.core.held.sendTimers--;
+    return w;
+  }
+
+  /** A write to Envoy failed: an error (as pilot-agent's "send error"), never a cancellation. */
+  private onWriteFailed(reason: string, typeUrl?: string): void {
+    const w = this.settleWrite();
+    const t = typeUrl ?? w?.typeUrl ?? '';
+    this.onDownstreamEnd('unexpected', { code: Status.UNAVAILABLE, details: `send error for type url ${t}: ${reason}` });
   }
 
   private readNext(): void {
@@ -486,13 +622,32 @@ class Session {
     this.finished = true;
     this.core.unregister(this);
     this.sendQueue.length = 0;
+    this.settleWrite();
     if (this.call && !this.upstreamEnded) this.call.cancelWithStatus(Status.CANCELLED, 'downstream closed');
-    this.channel?.close();
+    this.closeChannel();
     this.log.debug(`disconnected from ${this.delta ? 'delta ' : ''}XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
     const down = this.down;
     if (!st || down.destroyed || down.writableEnded || (down as { cancelled?: boolean }).cancelled) return;
     if (st.code === Status.OK) down.end();
-    else down.emit('error', { code: st.code, details: st.details, metadata: new Metadata() });
+    else emitStatus(down, st.code, st.details);
+  }
+
+  /**
+   * Closes the istiod channel. grpc-js (1.14) resolves an IP-literal target on a setImmediate that closing
+   * the channel does not cancel: a channel closed in the same turn as its first call would connect to
+   * istiod afterwards and keep that connection open for good (one per Envoy stream that ended at once).
+   * Closing after that callback has run releases everything.
+   */
+  private closeChannel(): void {
+    const channel = this.channel;
+    if (!channel || this.channelClosing) return;
+    this.channelClosing = true;
+    const counted = this.channelCounted;
+    this.channelCounted = false;
+    setImmediate(() => {
+      channel.close();
+      if (counted) this.core.held.upstreamChannels--;
+    });
   }
 }
 
@@ -508,8 +663,16 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 10_000,
   };
   const closeTimeoutMs = opts.closeTimeoutMs ?? 2000;
+  const socketMode = opts.socketMode ?? OWNER_ONLY_SOCKET_MODE;
+  try {
+    checkSocketMode(socketMode);
+  } catch (e) {
+    throw new AgentError('AGENT_ERR_XDS', `xds proxy socketMode: ${errorMessage(e)}`);
+  }
   const active = new Set<Session>();
   const exclusive = opts.exclusiveStream ?? true;
+  /** An open hot-restart hand-over: overlapping streams are kept until `until`, or until `waitingFor` empties. */
+  let handover: { until: number; timer: NodeJS.Timeout; waitingFor: Set<Session> } | undefined;
   const newest = (): Session | undefined => [...active].at(-1);
   let nextId = 0;
   let server: Server | undefined;
@@ -517,6 +680,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   let state: 'new' | 'starting' | 'serving' | 'closing' | 'closed' = 'new';
   let closing: Promise<void> | undefined;
 
+  const held = { upstreamChannels: 0, sendTimers: 0, sessionObjects: 0 };
   const core: ProxyCore = {
     cfg,
     log,
@@ -524,25 +688,53 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     agentTypes: new Map((opts.agentTypes ?? []).map((h) => [h.typeUrl, h])),
     slowSendWarnMs: opts.slowSendWarnMs ?? 10_000,
     counts: { streams: 0, requests: 0, responses: 0, upstreamFailures: 0, upstreamErrors: 0, downstreamErrors: 0 },
+    held,
+    sessionFinalizer: new FinalizationRegistry<undefined>(() => {
+      held.sessionObjects--;
+    }),
     types: new Map(),
     unregister(s) {
       active.delete(s);
+      if (handover?.waitingFor.delete(s) && handover.waitingFor.size === 0) endHandover("the previous epoch's streams ended");
     },
   };
 
+  function endHandover(why: string): void {
+    if (!handover) return;
+    clearTimeout(handover.timer);
+    handover = undefined;
+    log.info(`hot-restart hand-over ended (${why}): a new Envoy stream closes the previous one again`);
+  }
+
+  function beginHandover(windowMs: number): void {
+    if (!Number.isFinite(windowMs) || windowMs <= 0) throw new AgentError('AGENT_ERR_XDS', `hand-over window must be a positive number of milliseconds, got ${windowMs}`);
+    const ms = Math.min(Math.ceil(windowMs), MAX_TIMER_MS);
+    const waitingFor = new Set([...(handover?.waitingFor ?? []), ...active]);
+    if (handover) clearTimeout(handover.timer);
+    const timer = setTimeout(() => endHandover(`${ms}ms window elapsed`), ms);
+    timer.unref();
+    handover = { until: Date.now() + ms, timer, waitingFor };
+    log.info(
+      `hot-restart hand-over: a new Envoy stream keeps the open ones for up to ${ms}ms` +
+        (waitingFor.size ? `, or until the ${waitingFor.size} open now have ended` : ''),
+    );
+  }
+
   const handle = (delta: boolean) => (down: ServerDuplexStream<Buffer, Buffer>) => {
     if (state !== 'serving') {
-      down.emit('error', { code: Status.UNAVAILABLE, details: 'xds proxy is shutting down', metadata: new Metadata() });
+      emitStatus(down, Status.UNAVAILABLE, 'xds proxy is shutting down');
       return;
     }
     const s = new Session(core, ++nextId, delta, down);
     core.counts.streams++;
     log.debug(`accepted ${delta ? 'delta ' : ''}XDS connection from Envoy, forwarding to upstream XDS server`, { id: s.id });
-    if (exclusive) {
+    if (exclusive && !handover) {
       for (const prev of [...active]) {
         log.warn('registered overlapping stream; closing previous', { id: s.id, previous: prev.id });
         prev.finish({ code: Status.OK, details: 'OK' });
       }
+    } else if (exclusive && active.size > 0) {
+      log.info('registered overlapping stream during a hot-restart hand-over; keeping the previous', { id: s.id, previous: [...active].map((p) => p.id).join(',') });
     }
     active.add(s);
     s.run();
@@ -565,19 +757,23 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     });
     server = srv;
     try {
-      bound = await bindGrpcServerOnUds(srv, opts.udsPath, opts.processCwd ?? process.cwd());
+      bound = await bindGrpcServerOnUds(srv, opts.udsPath, opts.processCwd ?? process.cwd(), socketMode);
     } catch (e) {
       state = 'closed';
       srv.forceShutdown();
       throw new AgentError('AGENT_ERR_XDS', `failed to listen on unix socket "${opts.udsPath}": ${errorMessage(e)}`, { cause: e });
     }
     state = 'serving';
-    log.info(`xds proxy listening on ${opts.udsPath}`);
+    log.info(`xds proxy listening on ${opts.udsPath} (mode 0${socketMode.toString(8)})`);
   }
 
   async function doClose(): Promise<void> {
     const wasServing = state === 'serving' || state === 'starting';
     state = 'closing';
+    if (handover) {
+      clearTimeout(handover.timer);
+      handover = undefined;
+    }
     for (const s of [...active]) s.finish({ code: Status.UNAVAILABLE, details: 'xds proxy is shutting down' });
     const srv = server;
     if (srv && wasServing) await shutdownGrpcServer(srv, closeTimeoutMs);
@@ -592,10 +788,16 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
       closing ??= doClose();
       return closing;
     },
+    beginHandover,
+    endHandover(): void {
+      endHandover('ended by the agent');
+    },
     getStatus(): XdsProxyStatus {
       const s = newest();
-      const types: Record<string, XdsTypeStatus> = {};
-      for (const [k, v] of core.types) types[k] = { ...v };
+      // own properties even for a type URL such as "__proto__" (type URLs come from the peers)
+      const types: Record<string, XdsTypeStatus> = Object.fromEntries([...core.types].map(([k, v]) => [k, { ...v }]));
+      let queuedRequests = 0;
+      for (const a of active) queuedRequests += a.queuedRequests;
       return {
         udsPath: opts.udsPath,
         upstreamAddress: cfg.discoveryAddress,
@@ -607,6 +809,15 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
         types,
         counts: { ...core.counts },
         ...(core.lastError ? { lastError: { ...core.lastError } } : {}),
+        ...(handover ? { handover: { until: new Date(handover.until).toISOString(), streams: handover.waitingFor.size } } : {}),
+        resources: {
+          sessions: active.size,
+          sessionObjects: core.held.sessionObjects,
+          upstreamChannels: core.held.upstreamChannels,
+          sendTimers: core.held.sendTimers,
+          queuedRequests,
+          trackedTypes: core.types.size,
+        },
       };
     },
   };
