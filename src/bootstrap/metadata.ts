@@ -10,6 +10,7 @@
 import type { ProxyConfig } from '../config/proxy-config.js';
 import { proxyConfigToJson, sortKeysDeep } from '../config/proxy-config.js';
 import { goParseBool } from '../config/gocompat.js';
+import { clip, MAX_NESTING_DEPTH, nestingExceeds, setOwn, valueSizeProblem } from '../config/limits.js';
 
 type Kind = 'string' | 'map' | 'stringList' | 'podPorts' | 'stringBool' | 'optStringBool' | 'int' | 'strings' | 'proxyConfig';
 
@@ -121,9 +122,24 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const jsType = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'number' ? 'number' : typeof v);
 
-function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unknown {
+/** A problem with the metadata inputs, reported as `<source><path>: <message>`. */
+export interface MetadataProblem {
+  /** `env ISTIO_METAJSON_X`, or `node metadata KEY (from <origin>)` for a typed field. */
+  readonly source: string;
+  /** The metadata key of a typed field ('' for a problem with an ISTIO_METAJSON_* value as a whole). */
+  readonly key: string;
+  /** Where inside the value (`.key`, `[0].containerPort`), or ''. */
+  readonly path: string;
+  readonly message: string;
+  /** The input the value came from: `env NAME` or `ProxyConfig proxyMetadata NAME`. */
+  readonly origin: string;
+}
+
+type AddProblem = (path: string, message: string) => void;
+
+function decodeTyped(kind: Kind, v: unknown, add: AddProblem): unknown {
   const bad = (want: string): undefined => {
-    errs.push(`node metadata ${name}: cannot unmarshal ${jsType(v)} into ${want}`);
+    add('', `cannot unmarshal ${jsType(v)} into ${want}`);
     return undefined;
   };
   switch (kind) {
@@ -133,8 +149,8 @@ function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unkn
       if (!isObj(v)) return bad('a map of strings');
       const out: Record<string, string> = {};
       for (const [k, x] of Object.entries(v)) {
-        if (typeof x !== 'string') errs.push(`node metadata ${name}.${k}: cannot unmarshal ${jsType(x)} into a string`);
-        else out[k] = x;
+        if (typeof x !== 'string') add(`.${k}`, `cannot unmarshal ${jsType(x)} into a string`);
+        else setOwn(out, k, x);
       }
       return out;
     }
@@ -150,7 +166,7 @@ function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unkn
     case 'optStringBool': {
       if (typeof v !== 'string') return bad('a quoted boolean ("true"/"false")');
       const b = goParseBool(v);
-      if (b === undefined) errs.push(`node metadata ${name}: invalid boolean ${JSON.stringify(v)}`);
+      if (b === undefined) add('', `invalid boolean ${JSON.stringify(clip(v))}`);
       return b;
     }
     case 'podPorts': {
@@ -159,7 +175,7 @@ function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unkn
       try {
         list = JSON.parse(v);
       } catch (e) {
-        errs.push(`node metadata ${name}: invalid JSON: ${(e as Error).message}`);
+        add('', `invalid JSON: ${(e as Error).message}`);
         return undefined;
       }
       if (list === null) return [];
@@ -171,7 +187,7 @@ function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unkn
           return;
         }
         if (!isObj(p)) {
-          errs.push(`node metadata ${name}[${i}]: want an object`);
+          add(`[${i}]`, 'want an object');
           return;
         }
         const port: PodPort = { containerPort: 0, protocol: '' };
@@ -179,13 +195,13 @@ function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unkn
           const key = k.toLowerCase();
           if (key === 'name' && x !== null) {
             if (typeof x === 'string') port.name = x;
-            else errs.push(`node metadata ${name}[${i}].name: want a string`);
+            else add(`[${i}].name`, 'want a string');
           } else if (key === 'containerport' && x !== null) {
             if (typeof x === 'number' && Number.isInteger(x)) port.containerPort = x;
-            else errs.push(`node metadata ${name}[${i}].containerPort: want an integer`);
+            else add(`[${i}].containerPort`, 'want an integer');
           } else if (key === 'protocol' && x !== null) {
             if (typeof x === 'string') port.protocol = x;
-            else errs.push(`node metadata ${name}[${i}].protocol: want a string`);
+            else add(`[${i}].protocol`, 'want a string');
           }
         }
         ports.push(port);
@@ -199,7 +215,7 @@ function decodeTyped(name: string, kind: Kind, v: unknown, errs: string[]): unkn
 
 /** Finds the typed field a raw key decodes into (exact match first, then case-insensitive, as Go does). */
 function typedFieldFor(key: string): string | undefined {
-  if (TYPED_FIELDS[key]) return key;
+  if (Object.hasOwn(TYPED_FIELDS, key)) return key;
   const upper = key.toUpperCase();
   return Object.keys(TYPED_FIELDS).find((k) => k.toUpperCase() === upper);
 }
@@ -210,36 +226,49 @@ function sanitizeLocality(label: string): string {
 }
 
 /** Steps 1-2: the untyped map from proxyMetadata and the environment, and its typed decoding. */
-function rawAndTyped(env: Readonly<Record<string, string | undefined>>, pc: ProxyConfig, errs: string[]): { raw: Obj; typed: TypedMetadata } {
+function rawAndTyped(env: Readonly<Record<string, string | undefined>>, pc: ProxyConfig, errs: MetadataProblem[]): { raw: Obj; typed: TypedMetadata } {
   const raw: Obj = {};
   const origin = new Map<string, string>();
   for (const [k, v] of Object.entries(pc.proxyMetadata ?? {})) {
     if (!k.startsWith('ISTIO_META_')) continue;
-    raw[k.slice('ISTIO_META_'.length)] = v;
+    setOwn(raw, k.slice('ISTIO_META_'.length), v);
     origin.set(k.slice('ISTIO_META_'.length), `ProxyConfig proxyMetadata ${k}`);
   }
   const envEntries = Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined);
   for (const [k, v] of envEntries) {
     if (!k.startsWith('ISTIO_META_')) continue;
-    raw[k.slice('ISTIO_META_'.length)] = v;
+    setOwn(raw, k.slice('ISTIO_META_'.length), v);
     origin.set(k.slice('ISTIO_META_'.length), `env ${k}`);
   }
   for (const [k, v] of envEntries) {
     if (!k.startsWith('ISTIO_METAJSON_')) continue;
+    const envProblem = (message: string): void => void errs.push({ source: `env ${k}`, key: '', path: '', message, origin: `env ${k}` });
+    const tooBig = valueSizeProblem(v);
+    if (tooBig) {
+      envProblem(tooBig);
+      continue;
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(v);
     } catch (e) {
-      errs.push(`env ${k}: invalid JSON: ${(e as Error).message}`);
+      envProblem(`invalid JSON: ${(e as Error).message}`);
       continue;
     }
     if (parsed === null) continue;
     if (!isObj(parsed)) {
-      errs.push(`env ${k}: want a JSON object, got ${jsType(parsed)}`);
+      envProblem(`want a JSON object, got ${jsType(parsed)}`);
       continue;
     }
-    Object.assign(raw, parsed);
-    for (const key of Object.keys(parsed)) origin.set(key, `env ${k}`);
+    // the value ends up in the bootstrap, which is built (and written) recursively
+    if (nestingExceeds(parsed, MAX_NESTING_DEPTH)) {
+      envProblem(`JSON nested deeper than ${MAX_NESTING_DEPTH} levels`);
+      continue;
+    }
+    for (const [key, x] of Object.entries(parsed)) {
+      setOwn(raw, key, x);
+      origin.set(key, `env ${k}`);
+    }
   }
   // typed decoding (keys in Go's marshalled order: sorted; a later key for the same field wins)
   const typed: TypedMetadata = {};
@@ -248,27 +277,36 @@ function rawAndTyped(env: Readonly<Record<string, string | undefined>>, pc: Prox
     if (!field) continue;
     const v = raw[key];
     if (v === null) continue;
-    const decoded = decodeTyped(`${key} (from ${origin.get(key) ?? 'metadata'})`, TYPED_FIELDS[field]!.kind, v, errs);
+    const from = origin.get(key) ?? 'metadata';
+    const source = `node metadata ${key} (from ${from})`;
+    const decoded = decodeTyped(TYPED_FIELDS[field]!.kind, v, (path, message) => errs.push({ source, key, path, message, origin: from }));
     if (decoded !== undefined) typed[field] = decoded;
   }
   return { raw, typed };
 }
 
+const problemText = (p: MetadataProblem): string => `${p.source}${p.path}: ${p.message}`;
+
 /**
  * Problems pilot-agent would hit when it builds the node metadata (malformed ISTIO_METAJSON_*,
  * ISTIO_META_* values of the wrong type), so that start-up can report them with everything else.
  */
-export function nodeMetadataProblems(env: Readonly<Record<string, string | undefined>>, pc: ProxyConfig): string[] {
-  const errs: string[] = [];
+export function nodeMetadataIssues(env: Readonly<Record<string, string | undefined>>, pc: ProxyConfig): MetadataProblem[] {
+  const errs: MetadataProblem[] = [];
   rawAndTyped(env, pc, errs);
   return errs;
 }
 
+/** nodeMetadataIssues as `<source><path>: <message>` lines. */
+export function nodeMetadataProblems(env: Readonly<Record<string, string | undefined>>, pc: ProxyConfig): string[] {
+  return nodeMetadataIssues(env, pc).map(problemText);
+}
+
 /** Builds the node (id, typed + raw metadata, locality). Throws an Error listing every typed-decoding problem. */
 export function buildNodeMetadata(input: NodeMetadataInput): NodeInfo {
-  const errs: string[] = [];
+  const errs: MetadataProblem[] = [];
   const { raw, typed } = rawAndTyped(input.env, input.proxyConfig, errs);
-  if (errs.length) throw new Error(`failed to generate bootstrap metadata: ${errs.join('; ')}`);
+  if (errs.length) throw new Error(`failed to generate bootstrap metadata: ${errs.map(problemText).join('; ')}`);
   const envEntries = Object.entries(input.env).filter((e): e is [string, string] => e[1] !== undefined);
 
   if (!typed.ISTIO_VERSION) typed.ISTIO_VERSION = input.istioVersion;
@@ -295,7 +333,7 @@ export function buildNodeMetadata(input: NodeMetadataInput): NodeInfo {
         }
         if (isObj(m)) {
           const labels: Record<string, string> = {};
-          for (const [lk, lv] of Object.entries(m)) if (typeof lv === 'string') labels[lk] = lv;
+          for (const [lk, lv] of Object.entries(m)) if (typeof lv === 'string') setOwn(labels, lk, lv);
           if (Object.keys(labels).length) {
             typed.LABELS = labels;
             typed.STATIC_LABELS = labels; // the same map, as in Istio
@@ -318,7 +356,7 @@ export function buildNodeMetadata(input: NodeMetadataInput): NodeInfo {
 
   if (input.podLabels) {
     const labels: Record<string, string> = { ...((typed.STATIC_LABELS as Record<string, string> | undefined) ?? {}) };
-    for (const [k, v] of Object.entries(input.podLabels)) if (k !== 'pod-template-hash') labels[k] = v;
+    for (const [k, v] of Object.entries(input.podLabels)) if (k !== 'pod-template-hash') setOwn(labels, k, v);
     typed.LABELS = labels;
   }
   if (input.podAnnotations) {
@@ -388,6 +426,6 @@ export function typedMetadataJson(typed: TypedMetadata): Record<string, unknown>
 /** The `node.metadata` object of the bootstrap: typed fields plus untyped keys not already present. */
 export function nodeMetadataJson(node: NodeInfo): Record<string, unknown> {
   const out = typedMetadataJson(node.typed);
-  for (const [k, v] of Object.entries(node.raw)) if (!(k in out)) out[k] = v;
+  for (const [k, v] of Object.entries(node.raw)) if (!Object.hasOwn(out, k)) setOwn(out, k, v);
   return sortKeysDeep(out);
 }

@@ -5,6 +5,7 @@
 
 import { parseGoDuration } from '../lib/duration.js';
 import { goParseBool } from '../config/gocompat.js';
+import { clip } from '../config/limits.js';
 import type { ConfigIssue } from '../lib/errors.js';
 
 export type FlagType = 'string' | 'bool' | 'int' | 'duration' | 'stringArray';
@@ -41,25 +42,25 @@ function convert(spec: FlagSpec, raw: string, source: string, issues: ConfigIssu
       return [raw];
     case 'bool': {
       const v = parseBool(raw);
-      if (v === undefined) issues.push({ source, message: `invalid boolean value "${raw}" (want true or false)` });
+      if (v === undefined) issues.push({ source, message: `invalid boolean value "${clip(raw)}" (want true or false)` });
       return v;
     }
     case 'int': {
       const t = raw.trim();
       if (!/^[+-]?(0x[0-9a-f]+|0o?[0-7]+|0b[01]+|\d+)$/i.test(t)) {
-        issues.push({ source, message: `invalid integer value "${raw}"` });
+        issues.push({ source, message: `invalid integer value "${clip(raw)}"` });
         return undefined;
       }
       const n = Number(t.replace(/^([+-]?)0o?([0-7]+)$/i, (_m, s: string, d: string) => `${s}${parseInt(d, 8)}`));
       if (!Number.isSafeInteger(n)) {
-        issues.push({ source, message: `integer value "${raw}" is out of range` });
+        issues.push({ source, message: `integer value "${clip(raw)}" is out of range` });
         return undefined;
       }
       return n;
     }
     case 'duration':
       try {
-        return parseGoDuration(raw);
+        return parseFlagDuration(raw);
       } catch (e) {
         issues.push({ source, message: (e as Error).message });
         return undefined;
@@ -69,6 +70,27 @@ function convert(spec: FlagSpec, raw: string, source: string, issues: ConfigIssu
 
 /** Go's strconv.ParseBool. */
 export const parseBool = goParseBool;
+
+/** The largest duration Go has: int64 nanoseconds (about 292 years), in milliseconds. */
+const MAX_DURATION_MS = Number((1n << 63n) - 1n) / 1e6;
+
+/**
+ * A duration flag or variable value in milliseconds. Throws, as Go's time.ParseDuration fails, for a
+ * malformed value and for one past int64 nanoseconds (without this check `999...9h` is Infinity, which
+ * crashed `agent proxy` when it logged the flag).
+ */
+export function parseFlagDuration(raw: string): number {
+  let ms: number;
+  try {
+    ms = parseGoDuration(raw);
+  } catch (e) {
+    // the message quotes the value: shorten a long one
+    const msg = (e as Error).message;
+    throw new Error(clip(raw) === raw ? msg : msg.split(raw).join(clip(raw)));
+  }
+  if (!Number.isFinite(ms) || Math.abs(ms) > MAX_DURATION_MS) throw new Error(`invalid duration "${clip(raw)}"`);
+  return ms;
+}
 
 export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[], env: Readonly<Record<string, string | undefined>> = {}): ParsedFlags {
   const byName = new Map(specs.map((s) => [s.name, s]));
@@ -111,15 +133,16 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[], 
       continue;
     }
     if (arg.startsWith('-') && arg.length > 1 && arg !== '-') {
-      const letter = arg[1]!;
+      // one character, which may be a surrogate pair
+      const letter = String.fromCodePoint(arg.codePointAt(1)!);
       const spec = byShort.get(letter);
       if (!spec) {
         unknown.push(`-${letter}`);
-        if (arg.length === 2 && i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) i++;
+        if (arg.length === 1 + letter.length && i + 1 < argv.length && !argv[i + 1]!.startsWith('-')) i++;
         continue;
       }
       const src = `flag -${letter} (--${spec.name})`;
-      let rest = arg.slice(2);
+      let rest = arg.slice(1 + letter.length);
       if (rest.startsWith('=')) rest = rest.slice(1);
       else if (rest === '' && spec.type !== 'bool') {
         if (i + 1 < argv.length) rest = argv[++i]!;

@@ -1,6 +1,6 @@
 // Logging flags pilot-agent accepts on every subcommand (Istio's pkg/log options), and the logger they build.
 import { createLogger, type Logger, type LogSink } from '../lib/log.js';
-import { createWriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { FlagSpec, ParsedFlags } from './flags.js';
 import type { CliContext } from './context.js';
@@ -31,6 +31,21 @@ export function checkLogFlags(p: ParsedFlags, issues: ConfigIssue[]): void {
   }
 }
 
+/**
+ * Checks that every file named by --log_target can be opened for appending (creating it, as Istio's
+ * logger does when it starts), adding a problem naming the flag for each one that cannot.
+ */
+export function checkLogTargets(p: ParsedFlags, cwd: string, issues: ConfigIssue[]): void {
+  for (const t of p.values.get('log_target') as string[]) {
+    if (t === 'stdout' || t === 'stderr') continue;
+    try {
+      closeSync(openSync(resolve(cwd, t), 'a', 0o640));
+    } catch (e) {
+      issues.push({ source: 'flag --log_target', message: `cannot open log file ${JSON.stringify(t)}: ${(e as Error).message}` });
+    }
+  }
+}
+
 /** Builds the root logger from the parsed logging flags. `defaultTarget` lets a command keep stdout for data. */
 export function loggerFromFlags(p: ParsedFlags, ctx: CliContext, defaultTarget?: 'stdout' | 'stderr'): Logger {
   let targets = p.values.get('log_target') as string[];
@@ -39,7 +54,13 @@ export function loggerFromFlags(p: ParsedFlags, ctx: CliContext, defaultTarget?:
     if (t === 'stdout') return { write: (l: string) => void ctx.stdout.write(l) };
     if (t === 'stderr') return { write: (l: string) => void ctx.stderr.write(l) };
     const stream = createWriteStream(resolve(ctx.cwd, t), { flags: 'a', mode: 0o640 });
-    return { write: (l: string) => void stream.write(l) };
+    // a file that cannot be opened or written must not take the process down (an unhandled 'error')
+    let failed = false;
+    stream.on('error', (e) => {
+      if (!failed) ctx.stderr.write(`log target ${JSON.stringify(t)} failed, no more logs go there: ${e.message}\n`);
+      failed = true;
+    });
+    return { write: (l: string) => void (failed || stream.write(l)) };
   });
   return createLogger({
     outputLevels: p.values.get('log_output_level') as string,

@@ -1,10 +1,9 @@
 // `agent istio-iptables`: pilot-agent's istio-iptables command (flags, env bindings, defaults, exit codes),
 // plus two explicit host inputs of ours: --ipv6 and --dns-servers.
 import type { CliContext, ExitCode } from './context.js';
-import { flagHelp, parseBool, parseFlags, type FlagSpec, type FlagValue } from './flags.js';
-import { checkLogFlags, LOG_FLAGS, loggerFromFlags } from './global-flags.js';
+import { flagHelp, parseBool, parseFlagDuration, parseFlags, type FlagSpec, type FlagValue } from './flags.js';
+import { checkLogFlags, checkLogTargets, LOG_FLAGS, loggerFromFlags } from './global-flags.js';
 import { formatIssues, type ConfigIssue } from '../lib/errors.js';
-import { parseGoDuration } from '../lib/duration.js';
 import { runIptablesCommand } from '../iptables/command.js';
 import type { RawIptablesInputs, RawValue } from '../iptables/resolve.js';
 
@@ -78,7 +77,7 @@ function convertEnv(spec: FlagSpec, raw: string): FlagValue | undefined {
       return parseUint16(raw);
     case 'duration':
       try {
-        return parseGoDuration(raw);
+        return parseFlagDuration(raw);
       } catch {
         return undefined;
       }
@@ -171,6 +170,7 @@ export async function runIptables(args: readonly string[], ctx: CliContext): Pro
   if (probeArg !== undefined && parseUint16(probeArg) === undefined && !flagIssues.some((i) => i.source === 'flag --iptables-probe-port'))
     flagIssues.push({ source: 'flag --iptables-probe-port', message: `invalid argument ${JSON.stringify(probeArg)}: want a port number 0-65535` });
   checkLogFlags(p, flagIssues);
+  checkLogTargets(p, ctx.cwd, flagIssues);
   if (flagIssues.length) {
     ctx.stderr.write(`Error: ${formatIssues(flagIssues)}\n`);
     return 255;

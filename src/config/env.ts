@@ -4,6 +4,7 @@
 // typed variables and "empty" for strings, as Istio's env.Register does.
 import { parseGoDurationNs, goParseBool, nsToMs } from './gocompat.js';
 import type { IssueList } from '../lib/errors.js';
+import { clip, setOwn } from './limits.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -114,14 +115,14 @@ class Reader {
     const v = this.raw(name);
     if (v === undefined) return undefined;
     const b = goParseBool(v);
-    if (b === undefined) this.issues.add(`env ${name}`, `invalid boolean "${v}" (want true or false)`);
+    if (b === undefined) this.issues.add(`env ${name}`, `invalid boolean "${clip(v)}" (want true or false)`);
     return b;
   }
   int(name: string, def: number, min = -Infinity, max = Infinity): number {
     const v = this.raw(name);
     if (v === undefined) return def;
     if (!/^[+-]?\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
-      this.issues.add(`env ${name}`, `invalid integer "${v}"`);
+      this.issues.add(`env ${name}`, `invalid integer "${clip(v)}"`);
       return def;
     }
     const n = Number(v);
@@ -138,12 +139,13 @@ class Reader {
     const v = this.raw(name);
     if (v === undefined) return def;
     const n = Number(v);
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(v) || !Number.isFinite(n)) {
-      this.issues.add(`env ${name}`, `invalid number "${v}"`);
+    // (\d+\.?\d* would backtrack quadratically on a long run of digits that does not match)
+    if (!/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(v) || !Number.isFinite(n)) {
+      this.issues.add(`env ${name}`, `invalid number "${clip(v)}"`);
       return def;
     }
     if (n < min || n > max) {
-      this.issues.add(`env ${name}`, `${v} is out of range (want ${min}..${max})`);
+      this.issues.add(`env ${name}`, `${clip(v)} is out of range (want ${min}..${max})`);
       return def;
     }
     return n;
@@ -154,11 +156,11 @@ class Reader {
     try {
       const ns = parseGoDurationNs(v);
       if (positive && ns <= 0n) {
-        this.issues.add(`env ${name}`, `duration "${v}" must be positive`);
+        this.issues.add(`env ${name}`, `duration "${clip(v)}" must be positive`);
         return defMs;
       }
       if (ns < 0n) {
-        this.issues.add(`env ${name}`, `duration "${v}" must not be negative`);
+        this.issues.add(`env ${name}`, `duration "${clip(v)}" must not be negative`);
         return defMs;
       }
       return nsToMs(ns);
@@ -169,12 +171,12 @@ class Reader {
   }
   oneOf(name: string, def: string, allowed: readonly string[]): string {
     const v = this.str(name, def);
-    if (!allowed.includes(v)) this.issues.add(`env ${name}`, `invalid value "${v}" (want one of ${allowed.map((a) => `"${a}"`).join(', ')})`);
+    if (!allowed.includes(v)) this.issues.add(`env ${name}`, `invalid value "${clip(v)}" (want one of ${allowed.map((a) => `"${a}"`).join(', ')})`);
     return v;
   }
   prefixed(prefix: string): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(this.env)) if (k.startsWith(prefix) && v !== undefined) out[k.slice(prefix.length)] = v;
+    for (const [k, v] of Object.entries(this.env)) if (k.startsWith(prefix) && v !== undefined) setOwn(out, k.slice(prefix.length), v);
     return out;
   }
 }
@@ -203,7 +205,7 @@ export function parseAgentEnv(env: Env, issues: IssueList): AgentEnv {
     }
   }
   const socketFile = r.str('WORKLOAD_IDENTITY_SOCKET_FILE', 'socket');
-  if (socketFile.includes('/')) issues.add('env WORKLOAD_IDENTITY_SOCKET_FILE', `workload identity socket file override must be a filename, not a path: ${socketFile}`);
+  if (socketFile.includes('/')) issues.add('env WORKLOAD_IDENTITY_SOCKET_FILE', `workload identity socket file override must be a filename, not a path: ${clip(socketFile)}`);
   const wasmInsecure = r.str('WASM_INSECURE_REGISTRIES');
   return {
     podName: r.str('POD_NAME'),

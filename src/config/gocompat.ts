@@ -39,7 +39,11 @@ export function parseGoDurationNs(text: string): bigint {
     const unit = NS_PER_UNIT[u];
     if (unit === undefined) throw new Error(`time: unknown unit ${goQuote(u)} in duration ${goQuote(orig)}`);
     s = s.slice(u.length);
-    let v = BigInt(intPart === '' ? '0' : intPart) * unit;
+    // more than 19 significant digits is past int64 nanoseconds for any unit (Go: "invalid duration");
+    // checked before BigInt() so that a long run of digits costs no more than reading it
+    const digits = intPart.replace(/^0+/, '');
+    if (digits.length > 19) throw new Error(`time: invalid duration ${goQuote(orig)}`);
+    let v = BigInt(digits === '' ? '0' : digits) * unit;
     if (fracPart) v += (BigInt(fracPart) * unit) / 10n ** BigInt(fracPart.length);
     total += v;
     if (total > MAX_INT64 + (neg ? 1n : 0n)) throw new Error(`time: invalid duration ${goQuote(orig)}`);
@@ -141,6 +145,8 @@ export function goQuote(s: string): string {
       case '\v': out += '\\v'; continue;
     }
     if (cp < 0x20 || cp === 0x7f) out += `\\x${cp.toString(16).padStart(2, '0')}`;
+    // a lone surrogate is not a character: written out as UTF-8 it is U+FFFD, and so Go sees it
+    else if (cp >= 0xd800 && cp < 0xe000) out += '\ufffd';
     else if (ch !== ' ' && !/[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(ch)) {
       out += cp > 0xffff ? `\\U${cp.toString(16).padStart(8, '0')}` : `\\u${cp.toString(16).padStart(4, '0')}`;
     } else out += ch;
@@ -148,7 +154,14 @@ export function goQuote(s: string): string {
   return `${out}"`;
 }
 
-/** Go's strconv.Unquote for double-quoted, back-quoted and single-character quoted literals. */
+const UTF8 = new TextDecoder('utf-8', { fatal: false });
+
+/**
+ * Go's strconv.Unquote for double-quoted, back-quoted and single-character quoted literals. As in Go,
+ * `\x` and octal escapes are bytes: a run of them is decoded as UTF-8 (`"\xc3\xa9"` is "é"), and a
+ * byte that is not valid UTF-8 becomes U+FFFD (what Go's encoding/json writes for it later).
+ * Throws Error('invalid syntax').
+ */
 export function goUnquote(s: string): string {
   const fail = (): never => {
     throw new Error('invalid syntax');
@@ -164,17 +177,48 @@ export function goUnquote(s: string): string {
   if (q !== '"' && q !== "'") fail();
   if (body.includes('\n')) fail();
   let out = '';
+  /** Go characters read (a literal code point or one escape): a single-quoted literal holds one. */
+  let count = 0;
+  let bytes: number[] = [];
+  const flush = (): void => {
+    if (bytes.length === 0) return;
+    out += UTF8.decode(Uint8Array.from(bytes));
+    bytes = [];
+  };
   let i = 0;
   while (i < body.length) {
     const c = body[i]!;
+    count++;
     if (c === q) fail();
     if (c !== '\\') {
-      out += c;
-      i++;
+      flush();
+      const cp = body.codePointAt(i)!;
+      const n = cp > 0xffff ? 2 : 1;
+      out += body.slice(i, i + n);
+      i += n;
       continue;
     }
     const e = body[i + 1];
     i += 2;
+    if (e === 'x' || (e !== undefined && e >= '0' && e <= '7')) {
+      // a byte
+      let v: number;
+      if (e === 'x') {
+        const hex = body.slice(i, i + 2);
+        if (!/^[0-9a-fA-F]{2}$/.test(hex)) fail();
+        v = parseInt(hex, 16);
+        i += 2;
+      } else {
+        const oct = body.slice(i - 1, i + 2);
+        if (!/^[0-7]{3}$/.test(oct)) fail();
+        v = parseInt(oct, 8);
+        if (v > 255) fail();
+        i += 2;
+      }
+      bytes.push(v);
+      continue;
+    }
+    flush();
     switch (e) {
       case 'a': out += '\x07'; break;
       case 'b': out += '\b'; break;
@@ -189,36 +233,23 @@ export function goUnquote(s: string): string {
         if (e !== q) fail();
         out += e;
         break;
-      case 'x':
       case 'u':
       case 'U': {
-        const n = e === 'x' ? 2 : e === 'u' ? 4 : 8;
+        const n = e === 'u' ? 4 : 8;
         const hex = body.slice(i, i + n);
         if (hex.length !== n || !/^[0-9a-fA-F]+$/.test(hex)) fail();
         const v = parseInt(hex, 16);
-        if (e === 'x') out += String.fromCharCode(v);
-        else {
-          if (v > 0x10ffff || (v >= 0xd800 && v < 0xe000)) fail();
-          out += String.fromCodePoint(v);
-        }
+        if (v > 0x10ffff || (v >= 0xd800 && v < 0xe000)) fail();
+        out += String.fromCodePoint(v);
         i += n;
         break;
       }
-      default: {
-        if (e !== undefined && e >= '0' && e <= '7') {
-          const oct = body.slice(i - 1, i + 2);
-          if (!/^[0-7]{3}$/.test(oct)) fail();
-          const v = parseInt(oct, 8);
-          if (v > 255) fail();
-          out += String.fromCharCode(v);
-          i += 2;
-          break;
-        }
+      default:
         fail();
-      }
     }
   }
-  if (q === "'" && [...out].length !== 1) fail();
+  flush();
+  if (q === "'" && count !== 1) fail();
   return out;
 }
 

@@ -3,13 +3,13 @@
 // validation. Every problem found on the way is collected; if there are any, one ConfigError lists
 // them all with their sources.
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify as yamlStringify } from 'yaml';
 import type { CliContext } from '../cli/context.js';
 import { parseFlags, type ParsedFlags } from '../cli/flags.js';
-import { checkLogFlags, loggerFromFlags } from '../cli/global-flags.js';
+import { checkLogFlags, checkLogTargets, loggerFromFlags } from '../cli/global-flags.js';
 import { PROXY_FLAGS, PROXY_TYPES, type ProxyType } from '../cli/proxy-flags.js';
 import { IssueList } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -22,7 +22,8 @@ import { discoverProxyIps, ipMode, type Interfaces } from './network.js';
 import { applyProxyConfigLayer, defaultProxyConfig, durationMs, proxyConfigToJson, type ProxyConfig } from './proxy-config.js';
 import { splitHostPort, validateProxyConfig } from './validate.js';
 import { parseYamlOrJson } from './yaml.js';
-import { nodeMetadataProblems } from '../bootstrap/metadata.js';
+import { nodeMetadataIssues } from '../bootstrap/metadata.js';
+import { clip, InputTooLargeError, MAX_FILE_BYTES, readTextFileLimited, valueSizeProblem } from './limits.js';
 import { BootstrapError, bootstrapParams } from '../bootstrap/params.js';
 
 export const POD_ANNOTATIONS_PATH = './etc/istio/pod/annotations';
@@ -55,8 +56,12 @@ interface PodFile {
 async function readPodFile(path: string, label: string, issues: IssueList): Promise<PodFile> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readTextFileLimited(path, MAX_FILE_BYTES);
   } catch (e) {
+    if (e instanceof InputTooLargeError) {
+      issues.add(`file ${label}`, `${e.message} for a downward-API file`);
+      return { values: {}, exists: true };
+    }
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') return { values: {}, exists: false };
     issues.add(`file ${label}`, `cannot read: ${err.message}`);
@@ -112,7 +117,14 @@ interface LayerResult {
   readonly pc: ProxyConfig;
 }
 
-function applyLayer(pc: ProxyConfig, text: string, source: string, issues: IssueList, log: Logger): LayerResult {
+/** One ProxyConfig layer from the environment or the annotation (`from`: pilot-agent's log wording). */
+function applyLayer(pc: ProxyConfig, text: string, source: string, from: 'env' | 'annotation', issues: IssueList, log: Logger): LayerResult {
+  const tooBig = valueSizeProblem(text);
+  if (tooBig) {
+    issues.add(source, tooBig);
+    return { pc };
+  }
+  log.info(`Apply proxy config from ${from} ${text}`);
   let parsed: unknown;
   try {
     parsed = parseYamlOrJson(text);
@@ -173,11 +185,16 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   for (const i of p.issues) issues.add(i.source, i.message);
   const before = issues.items.length;
   checkLogFlags(p, issues.items);
-  // with a bad level the logger falls back to the defaults; the problem is still reported
+  const badLevels = issues.items.length > before;
+  const beforeTargets = issues.items.length;
+  checkLogTargets(p, ctx.cwd, issues.items);
+  const badTargets = issues.items.length > beforeTargets;
+  // with a bad level or log file the logger falls back to the defaults; the problem is still reported
   let logFlags: ParsedFlags = p;
-  if (issues.items.length > before) {
+  if (badLevels || badTargets) {
     const values = new Map(p.values);
-    for (const name of ['log_output_level', 'log_stacktrace_level']) values.set(name, PROXY_FLAGS.find((f) => f.name === name)!.default);
+    const fallback = [...(badLevels ? ['log_output_level', 'log_stacktrace_level'] : []), ...(badTargets ? ['log_target'] : [])];
+    for (const name of fallback) values.set(name, PROXY_FLAGS.find((f) => f.name === name)!.default);
     logFlags = { ...p, values };
   }
   const log = loggerFromFlags(logFlags, ctx);
@@ -225,7 +242,7 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   if (await fileExists(meshPath)) {
     let text = '';
     try {
-      text = await readFile(meshPath, 'utf8');
+      text = await readTextFileLimited(meshPath, MAX_FILE_BYTES);
     } catch (e) {
       issues.add(`file ${meshFlag}`, `failed to read mesh config file: ${(e as Error).message}`);
     }
@@ -247,15 +264,9 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
       }
     }
   }
-  if (env.proxyConfigEnv !== '') {
-    log.info(`Apply proxy config from env ${env.proxyConfigEnv}`);
-    pc = applyLayer(pc, env.proxyConfigEnv, 'env PROXY_CONFIG', issues, log).pc;
-  }
+  if (env.proxyConfigEnv !== '') pc = applyLayer(pc, env.proxyConfigEnv, 'env PROXY_CONFIG', 'env', issues, log).pc;
   const annoPc = annotations[ANNOTATION_PROXY_CONFIG];
-  if (annoPc) {
-    log.info(`Apply proxy config from annotation ${annoPc}`);
-    pc = applyLayer(pc, annoPc, `annotation ${ANNOTATION_PROXY_CONFIG} (${POD_ANNOTATIONS_PATH})`, issues, log).pc;
-  }
+  if (annoPc) pc = applyLayer(pc, annoPc, `annotation ${ANNOTATION_PROXY_CONFIG} (${POD_ANNOTATIONS_PATH})`, 'annotation', issues, log).pc;
 
   // post-processing (pilot-agent config.ConstructProxyConfig)
   if (pc.concurrency === undefined && env.cpuLimit !== 0) {
@@ -289,7 +300,7 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   const statusAnno = annotations[ANNOTATION_STATUS_PORT];
   if (statusAnno !== undefined) {
     if (!/^[+-]?\d+$/.test(statusAnno) || Number(statusAnno) < 0 || Number(statusAnno) > 65535) {
-      issues.add(`annotation ${ANNOTATION_STATUS_PORT} (${POD_ANNOTATIONS_PATH})`, `invalid status port "${statusAnno}" (want 0..65535; 0 disables the status server)`);
+      issues.add(`annotation ${ANNOTATION_STATUS_PORT} (${POD_ANNOTATIONS_PATH})`, `invalid status port "${clip(statusAnno)}" (want 0..65535; 0 disables the status server)`);
     } else if (Number(statusAnno) === 0) delete pc.statusPort;
     else pc.statusPort = Number(statusAnno);
   }
@@ -303,16 +314,12 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   const window = p.values.get('restart-budget-window') as number;
   if (window <= 0) issues.add('flag --restart-budget-window', 'must be a positive duration');
 
-  for (const problem of nodeMetadataProblems(ctx.env, pc)) {
-    const m = /^(env \S+|node metadata .*?\(from (env \S+)\)|node metadata .*?\)): (.*)$/s.exec(problem);
-    if (!m) {
-      issues.add('node metadata', problem);
-      continue;
-    }
+  for (const p of nodeMetadataIssues(ctx.env, pc)) {
     // a variable already reported by the environment parser is not reported twice
-    if (m[2] && issues.items.some((i) => i.source === m[2])) continue;
-    if (issues.items.some((i) => i.source === m[1])) continue;
-    issues.add(m[1]!, m[3]!);
+    if (p.source !== p.origin && issues.items.some((i) => i.source === p.origin)) continue;
+    const message = p.path === '' ? p.message : `${p.key}${p.path}: ${p.message}`;
+    if (issues.items.some((i) => i.source === p.source && i.message === message)) continue;
+    issues.add(p.source, message);
   }
 
   log.info(`Effective config: ${yamlOf(pc)}`);

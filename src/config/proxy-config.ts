@@ -10,6 +10,7 @@
 // int64 as strings), which is exactly what goes into node metadata PROXY_CONFIG.
 
 import { formatProtoDurationNs, parseGoDurationNs, parseProtoDurationNs, nsToMs } from './gocompat.js';
+import { clip, preview, setOwn } from './limits.js';
 
 type Scalar = 'string' | 'bool' | 'int32' | 'uint32' | 'int64' | 'double';
 interface EnumDef {
@@ -334,7 +335,7 @@ const INT_RANGES: Record<string, [bigint, bigint]> = {
 
 function decodeScalar(kind: Scalar, v: unknown, path: string, errs: string[]): unknown {
   const bad = (want: string): undefined => {
-    errs.push(`${path}: cannot unmarshal ${jsonType(v)} ${JSON.stringify(v)} into ${want}`);
+    errs.push(`${path}: cannot unmarshal ${jsonType(v)} ${preview(v)} into ${want}`);
     return undefined;
   };
   switch (kind) {
@@ -357,6 +358,11 @@ function decodeScalar(kind: Scalar, v: unknown, path: string, errs: string[]): u
       if (typeof v === 'number' && Number.isInteger(v)) text = BigInt(v).toString();
       else if (typeof v === 'string' && /^-?(0|[1-9]\d*)$/.test(v)) text = v;
       if (text === undefined) return bad(kind);
+      // past 20 digits no integer type fits; do not convert a long run of digits
+      if (text.replace('-', '').length > 20) {
+        errs.push(`${path}: value ${clip(text, 40)} is out of range for ${kind}`);
+        return undefined;
+      }
       const n = BigInt(text);
       const [lo, hi] = INT_RANGES[kind]!;
       if (n < lo || n > hi) {
@@ -373,7 +379,7 @@ function decodeSingle(t: FieldType, v: unknown, path: string, errs: string[], un
     case 'enum': {
       if (typeof v === 'string') {
         if (t.e.values[v] !== undefined) return v;
-        errs.push(`${path}: unknown value ${JSON.stringify(v)} for enum ${t.e.name} (want one of ${Object.keys(t.e.values).join(', ')})`);
+        errs.push(`${path}: unknown value ${preview(v)} for enum ${t.e.name} (want one of ${Object.keys(t.e.values).join(', ')})`);
         return undefined;
       }
       if (typeof v === 'number' && Number.isInteger(v)) {
@@ -385,7 +391,7 @@ function decodeSingle(t: FieldType, v: unknown, path: string, errs: string[], un
     }
     case 'dur': {
       if (typeof v !== 'string') {
-        errs.push(`${path}: bad Duration: want a string like "5s", got ${jsonType(v)} ${JSON.stringify(v)}`);
+        errs.push(`${path}: bad Duration: want a string like "5s", got ${jsonType(v)} ${preview(v)}`);
         return undefined;
       }
       try {
@@ -449,7 +455,7 @@ function decodeField(fd: FieldDef, raw: unknown, path: string, errs: string[], u
     const out: Obj = {};
     for (const [k, el] of Object.entries(raw)) {
       const v = el === null ? zeroOf(fd.type) : decodeSingle(fd.type, el, `${path}.${k}`, errs, unknown);
-      if (v !== undefined) out[k] = v;
+      if (v !== undefined) setOwn(out, k, v);
     }
     return out;
   }
@@ -524,7 +530,7 @@ export function sortKeysDeep<T>(v: T): T {
   if (Array.isArray(v)) return v.map((x) => sortKeysDeep(x)) as T;
   if (isObj(v)) {
     const out: Obj = {};
-    for (const k of Object.keys(v).sort(byteOrder)) out[k] = sortKeysDeep(v[k]);
+    for (const k of Object.keys(v).sort(byteOrder)) setOwn(out, k, sortKeysDeep(v[k]));
     return out as T;
   }
   return v;

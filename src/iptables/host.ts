@@ -83,6 +83,8 @@ export function splitServersVerbatim(list: string): { v4: string[]; v6: string[]
     } catch (e) {
       throw new Error(`${JSON.stringify(s)} is not an IP address (${(e as Error).message})`);
     }
+    // the address goes into a rule as `-d <addr>/32|128`, where iptables takes no zone
+    if (ip.zone !== '') throw new Error(`${JSON.stringify(s)}: a DNS server address cannot have a zone`);
     (is4(ip) ? v4 : v6).push(s);
   }
   return { v4, v6 };

@@ -13,6 +13,7 @@ import {
 } from './config.js';
 import { detectHostIP, lookupUid, parseResolvConf, splitServersCanonical, splitServersVerbatim, type LocalAddr } from './host.js';
 import { is4, isLoopback, parsePrefix } from './netip.js';
+import { clip } from '../config/limits.js';
 
 export interface HostProbe {
   localAddrs(): readonly LocalAddr[];
@@ -64,24 +65,26 @@ export interface RawIptablesInputs {
   readonly dnsServers?: RawValue<string>;
 }
 
-const PORT_RE = /^\s*\d{1,5}\s*$/;
-const ID_RE = /^\s*(\d+|[A-Za-z_][A-Za-z0-9_.-]*\$?)\s*$/;
+// Values are printed verbatim into the iptables-restore / nft payload, where spaces and tabs separate
+// words; any other whitespace (\n, \r, \v, \f, U+00A0, ...) would break or corrupt a payload line.
+const PORT_RE = /^[ \t]*\d{1,5}[ \t]*$/;
+const ID_RE = /^[ \t]*(\d+|[A-Za-z_][A-Za-z0-9_.-]*\$?)[ \t]*$/;
 const IFNAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*\+?$/;
 
 function checkPort(v: string, min: number): string | undefined {
-  if (!/^\d{1,5}$/.test(v) || Number(v) < min || Number(v) > 65535) return `${JSON.stringify(v)} is not a valid port (want ${min}-65535)`;
+  if (!/^\d{1,5}$/.test(v) || Number(v) < min || Number(v) > 65535) return `${JSON.stringify(clip(v))} is not a valid port (want ${min}-65535)`;
   return undefined;
 }
 
 function checkPortList(v: string): string | undefined {
   for (const item of splitList(v))
-    if (!PORT_RE.test(item) || Number(item.trim()) > 65535) return `${JSON.stringify(item)} is not a valid port (want 0-65535) in list ${JSON.stringify(v)}`;
+    if (!PORT_RE.test(item) || Number(item.trim()) > 65535) return `${JSON.stringify(clip(item))} is not a valid port (want 0-65535) in list ${JSON.stringify(clip(v))}`;
   return undefined;
 }
 
 function checkIdList(v: string, what: string): string | undefined {
   for (const item of splitList(v)) {
-    if (!ID_RE.test(item)) return `${JSON.stringify(item)} is not a valid ${what} (numeric id or name)`;
+    if (!ID_RE.test(item)) return `${JSON.stringify(clip(item))} is not a valid ${what} (numeric id or name)`;
     if (/^\s*\d+\s*$/.test(item) && Number(item.trim()) > 4294967294) return `${what} ${item.trim()} is out of range`;
   }
   return undefined;
@@ -89,8 +92,8 @@ function checkIdList(v: string, what: string): string | undefined {
 
 function checkIfList(v: string): string | undefined {
   for (const item of splitList(v)) {
-    if (item.length > 15) return `interface name ${JSON.stringify(item)} too long (max 15 chars)`;
-    if (!IFNAME_RE.test(item)) return `interface name ${JSON.stringify(item)} contains invalid characters`;
+    if (item.length > 15) return `interface name ${JSON.stringify(clip(item))} too long (max 15 chars)`;
+    if (!IFNAME_RE.test(item)) return `interface name ${JSON.stringify(clip(item))} contains invalid characters`;
   }
   return undefined;
 }
@@ -101,14 +104,14 @@ function checkCidrList(v: string, allowWildcard: boolean): string | undefined {
     try {
       parsePrefix(item);
     } catch (e) {
-      return `invalid CIDR ${JSON.stringify(item)}: ${(e as Error).message}`;
+      return `invalid CIDR ${JSON.stringify(clip(item))}: ${clip((e as Error).message, 300)}`;
     }
   }
   return undefined;
 }
 
 function checkUint32(v: string, min: number): string | undefined {
-  if (!/^\d{1,10}$/.test(v) || Number(v) < min || Number(v) > 4294967295) return `${JSON.stringify(v)} is not a valid number (want ${min}-4294967295)`;
+  if (!/^\d{1,10}$/.test(v) || Number(v) < min || Number(v) > 4294967295) return `${JSON.stringify(clip(v))} is not a valid number (want ${min}-4294967295)`;
   return undefined;
 }
 
@@ -147,7 +150,7 @@ export function resolveConfig(raw: RawIptablesInputs, env: Readonly<Record<strin
   bad(raw.proxyGID.source, checkIdList(raw.proxyGID.value, 'gid'));
   const mode = raw.inboundInterceptionMode.value;
   if (mode !== '' && mode !== 'REDIRECT' && mode !== 'TPROXY')
-    bad(raw.inboundInterceptionMode.source, `unknown interception mode ${JSON.stringify(mode)} (want REDIRECT or TPROXY)`);
+    bad(raw.inboundInterceptionMode.source, `unknown interception mode ${JSON.stringify(clip(mode))} (want REDIRECT or TPROXY)`);
   if (raw.inboundPortsInclude.value !== '*') bad(raw.inboundPortsInclude.source, checkPortList(raw.inboundPortsInclude.value));
   bad(raw.inboundPortsExclude.source, checkPortList(raw.inboundPortsExclude.value));
   bad(raw.outboundPortsInclude.source, checkPortList(raw.outboundPortsInclude.value));
@@ -162,9 +165,11 @@ export function resolveConfig(raw: RawIptablesInputs, env: Readonly<Record<strin
   bad(raw.inboundTProxyRouteTable.source, tableErr);
   const probePort = raw.iptablesProbePort.value;
   if (!Number.isInteger(probePort) || probePort < 0 || probePort > 65535) bad(raw.iptablesProbePort.source, `${probePort} is out of range for a port (0-65535)`);
-  if (raw.probeTimeoutMs.value < 0) bad(raw.probeTimeoutMs.source, 'must not be negative');
+  const timeout = raw.probeTimeoutMs.value;
+  if (!Number.isFinite(timeout)) bad(raw.probeTimeoutMs.source, `${timeout} is not a duration`);
+  else if (timeout < 0) bad(raw.probeTimeoutMs.source, 'must not be negative');
   const fib = raw.forceIptablesBinary.value;
-  if (fib !== '' && fib !== 'legacy' && fib !== 'nft') bad(raw.forceIptablesBinary.source, `invalid FORCE_IPTABLES_BINARY value ${JSON.stringify(fib)} (want legacy or nft)`);
+  if (fib !== '' && fib !== 'legacy' && fib !== 'nft') bad(raw.forceIptablesBinary.source, `invalid FORCE_IPTABLES_BINARY value ${JSON.stringify(clip(fib))} (want legacy or nft)`);
 
   // env-only settings (pilot-agent always reads these from the environment)
   const envOr = (name: string, def: string) => (env[name] !== undefined ? env[name]! : def);

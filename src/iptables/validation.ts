@@ -68,7 +68,8 @@ export async function runValidation(o: ValidationOptions): Promise<boolean> {
     return false;
   }
 
-  const timer = setTimeout(() => done(false), o.timeoutMs);
+  // Node's timers take at most 2^31-1 ms (about 24.8 days) and fire at once (1 ms) past that
+  const timer = setTimeout(() => done(false), Math.min(o.timeoutMs, 2 ** 31 - 1));
   let stopped = false;
   const probe = () => {
     if (stopped) return;
