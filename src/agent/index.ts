@@ -71,6 +71,44 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   const envoy: { sup?: ReturnType<typeof createEnvoySupervisor> } = {};
   let xds: XdsProxy | undefined;
   let restartChain: Promise<unknown> = Promise.resolve();
+  /** Hot restarts asked for and not finished yet; the last one's outcome (for the status view). */
+  let pendingRestarts = 0;
+  /**
+   * Why a new Envoy epoch could not start now, if it could not: it needs the control plane (its
+   * configuration comes from there), and Envoy refuses a hot restart while the running epoch is still
+   * initializing ("previous envoy process is still initializing").
+   */
+  const restartBlocker = async (): Promise<string | undefined> => {
+    if (xds && !xds.getStatus().connected) return 'the control plane is unreachable, so a new Envoy could not get its configuration';
+    const info = await admin.serverInfo({ timeoutMs: 1000 }).catch(() => undefined);
+    if (info?.state !== 'LIVE') return `the running Envoy is not live yet (${info?.state ?? 'admin not answering'})`;
+    return undefined;
+  };
+  /** A restart put off while a new epoch could not start, run once it can. */
+  let deferred: { reason: string; timer: NodeJS.Timeout } | undefined;
+  const deferRestart = (reason: string, why: string): void => {
+    if (deferred) return;
+    log.warn(`restart deferred (${why}): ${reason}`);
+    let checking = false;
+    const timer = setInterval(() => {
+      if (checking || terminating || quitting) return;
+      checking = true;
+      void restartBlocker()
+        .then((blocked) => {
+          if (blocked || !deferred) return;
+          clearInterval(timer);
+          deferred = undefined;
+          hotRestart(`deferred: ${reason}`).catch(() => undefined);
+        })
+        .finally(() => (checking = false));
+    }, 1000);
+    timer.unref();
+    deferred = { reason, timer };
+  };
+  cleanups.push(async () => {
+    if (deferred) clearInterval(deferred.timer);
+  });
+  let lastRestart: { reason: string; at: string; outcome: string } | undefined;
 
   // signals first, so a SIGTERM during start-up is never lost: SIGTERM/SIGINT terminate (a second one
   // forces Envoy down), SIGHUP hot-restarts
@@ -151,7 +189,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         onRestart: () => hotRestart('POST /restart'),
         getEnvoyStatus: () => {
           const s = envoy.sup?.status();
-          return s && { ...s, restarts: s.hotRestarts + s.crashRestarts, hotRestartEnabled };
+          return s && { ...s, restarts: s.hotRestarts + s.crashRestarts, hotRestartEnabled, pendingRestarts, ...(deferred ? { deferredRestart: deferred.reason } : {}), ...(lastRestart ? { lastRestart } : {}) };
         },
         getXdsStatus: () => xds?.getStatus(),
         getIdentityStatus: () => identity.status(),
@@ -200,8 +238,9 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       proxyMetadata: cfg.proxy.proxyMetadata,
       configPath: cfg.proxy.configPath,
     });
-    // pilot-agent keeps one Envoy stream; during a hot restart both epochs hold one, so allow several then
-    xds = createXdsProxy({ ...settings, log: log.scope('xdsproxy'), metrics, exclusiveStream: !hotRestartEnabled });
+    // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
+    // (beginHandover) both epochs keep theirs
+    xds = createXdsProxy({ ...settings, log: log.scope('xdsproxy'), metrics });
     await xds.start();
     cleanups.push(() => xds!.close());
 
@@ -280,8 +319,12 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     },
     // the Envoy that earned readiness is gone: readiness must be earned again by the next one
     onCrash: () => status?.resetReadiness(),
-    awaitLive: async (epoch) => {
-      for (;;) {
+    // a fresh Envoy after a crash starts from the last good bootstrap, whatever else is on disk
+    beforeCrashRestart: async () => {
+      if (committed) await writeFileAtomic(committed.path, committed.text, 0o644);
+    },
+    awaitLive: async (epoch, signal) => {
+      while (!signal.aborted) {
         const i = await admin.serverInfo({ timeoutMs: 1000 }).catch(() => undefined);
         if (i && i.restartEpoch === epoch && i.state === 'LIVE') return;
         await new Promise((r) => setTimeout(r, 100));
@@ -303,6 +346,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
 
   // hot restart: reload the configuration, write the new bootstrap, start the next epoch
   async function hotRestart(reason: string, changed?: readonly string[]): Promise<number> {
+    pendingRestarts++;
     const run = restartChain.then(async () => {
       if (quitting || terminating) throw new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down');
       let next: AgentConfig;
@@ -343,17 +387,27 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           throw new AgentError('AGENT_ERR_CONFIG', msg);
         }
       }
+      // a new epoch (or a cold restart) must be able to start: while it could not, the change waits (the
+      // running Envoy keeps serving) and is applied as soon as it can
+      const notNow = await restartBlocker();
+      if (notNow) {
+        deferRestart(reason, notNow);
+        throw new AgentError('AGENT_ERR_XDS', `not restarting Envoy now (${reason}): ${notNow}; the change is applied as soon as it can be`);
+      }
       const before = { cfg, envoyConfigArg, overrideJson, committed };
       const gen = await commitBootstrap(next, prepared);
       cfg = next;
       envoyConfigArg = gen.envoyConfigArg;
       overrideJson = nextOverride;
       try {
+        // the old epoch keeps its xDS stream until it exits (parent shutdown time) beside the new one's
+        xds?.beginHandover(parentShutdownSeconds(cfg.proxy.drainDurationMs) * 1000 + 5000);
         const epoch = await sup.hotRestart(reason);
         if (prepared.built) committed = { path: gen.path, text: prepared.built.text };
         return epoch;
       } catch (e) {
         // the new epoch never served: the last good bootstrap goes back on disk (for crash restarts too)
+        xds?.endHandover();
         ({ cfg, envoyConfigArg, overrideJson, committed } = before);
         if (committed) await writeFileAtomic(committed.path, committed.text, 0o644);
         metrics.configRejectionsTotal.inc({ source: 'envoy' });
@@ -363,6 +417,10 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       }
     });
     restartChain = run.catch(() => undefined);
+    void run.then(
+      (epoch) => (lastRestart = { reason, at: new Date().toISOString(), outcome: `epoch ${epoch}` }),
+      (e: unknown) => (lastRestart = { reason, at: new Date().toISOString(), outcome: `failed: ${errorMessage(e)}` }),
+    ).finally(() => pendingRestarts--);
     return run;
   }
 

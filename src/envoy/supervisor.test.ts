@@ -70,7 +70,7 @@ async function epochOf(adminPort: number): Promise<number | undefined> {
   return info.state === 'LIVE' ? info.command_line_options.restart_epoch : undefined;
 }
 
-async function setup(t: import('node:test').TestContext, budget = { max: 5, windowMs: 60_000 }) {
+async function setup(t: import('node:test').TestContext, budget = { max: 5, windowMs: 60_000 }, extra: Partial<Parameters<typeof createEnvoySupervisor>[0]> = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'sup-'));
   const adminPort = await freePort();
   const port = await freePort();
@@ -88,12 +88,13 @@ async function setup(t: import('node:test').TestContext, budget = { max: 5, wind
     budget,
     backoff: { initialMs: 50, maxMs: 200 },
     log,
+    ...extra,
   });
   t.after(async () => {
     await sup.stop();
     await rm(dir, { recursive: true, force: true });
   });
-  return { sup, adminPort, port, lines };
+  return { sup, adminPort, port, lines, dir };
 }
 
 test('hot restart: a new epoch takes over with no failed request and the old epoch exits on its own', async (t) => {
@@ -148,4 +149,49 @@ test('kill -9 of Envoy: restarted in place (a fresh epoch 0 on a new base id); p
   assert.equal(outcome.kind, 'gave-up');
   assert.match(outcome.kind === 'gave-up' ? outcome.message : '', /crashed 2 times within 60s, over the restart budget of 1/);
   assert.ok(lines.some((l) => l.includes('Envoy exited unexpectedly (signal: killed); restarting it')));
+});
+
+test('a hot-restart epoch that never serves (waits forever for CDS) is stopped after liveTimeoutMs; the parent kept serving; the next hot restart is a cold one', async (t) => {
+  let adminPortRef = 0;
+  const { sup, adminPort, port, lines, dir } = await setup(t, undefined, {
+    liveTimeoutMs: 1500,
+    // live = the new epoch's admin answers LIVE (what the agent checks)
+    awaitLive: async (epoch, signal) => {
+      while (!signal.aborted) {
+        if ((await epochOf(adminPortRef).catch(() => undefined)) === epoch) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  });
+  adminPortRef = adminPort;
+  await sup.start();
+  await until(() => epochOf(adminPort), 20_000, 'epoch 0 live');
+  const parent = sup.status().pid!;
+  // the next epoch's bootstrap waits for CDS from a control plane that is not there (initial_fetch_timeout 0)
+  const stuck: Record<string, any> = {
+    ...(bootstrap(adminPort, port) as Record<string, any>),
+    node: { id: 'stuck', cluster: 'stuck' },
+    dynamic_resources: { cds_config: { resource_api_version: 'V3', initial_fetch_timeout: '0s', api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds' } }] } } },
+  };
+  (stuck.static_resources as { clusters?: unknown[] }).clusters = [{ name: 'xds', type: 'STATIC', connect_timeout: '1s', typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': { '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions', explicit_http_config: { http2_protocol_options: {} } } }, load_assignment: { cluster_name: 'xds', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 1 } } } }] }] } }];
+  await writeFile(join(dir, 'envoy.json'), JSON.stringify(stuck));
+  let failed = 0;
+  let stop = false;
+  const load = (async () => {
+    while (!stop) await get(port).then((r) => void (r.body === 'ok' || failed++), () => void failed++);
+  })();
+  await assert.rejects(sup.hotRestart('test'), /Envoy epoch 1 did not become ready within 2s/);
+  assert.equal(sup.status().pid, parent, 'the parent is current again');
+  assert.equal(sup.status().state, 'running');
+  assert.equal((await get(port)).body, 'ok', 'and serves');
+  stop = true;
+  await load;
+  assert.equal(failed, 0, 'no request failed while the new epoch was stuck and stopped');
+  assert.ok(lines.some((l) => /Envoy epoch 1 exited during hot restart .*epoch 0 keeps serving; the next hot restart will be a cold one/.test(l)), lines.join(''));
+  // the next one: stop, then a fresh epoch 0 (with a bootstrap that works)
+  await writeFile(join(dir, 'envoy.json'), JSON.stringify(bootstrap(adminPort, port)));
+  assert.equal(await sup.hotRestart('again'), 0);
+  assert.notEqual(sup.status().pid, parent);
+  assert.equal((await get(port)).body, 'ok');
+  assert.ok(lines.some((l) => l.includes('restarting Envoy cold')));
 });

@@ -9,7 +9,8 @@
 // exit even if the agent itself is killed with SIGKILL.
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import { access, constants, readFile, readdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../lib/log.js';
 import { AgentError } from '../lib/errors.js';
@@ -48,7 +49,14 @@ export interface SupervisorOptions {
    * Resolves once a new hot-restart epoch serves (e.g. its admin reports it LIVE); the hot restart is not
    * done (and the new bootstrap not committed by the caller) before. Default: resolves at once.
    */
-  readonly awaitLive?: (epoch: number) => Promise<void>;
+  readonly awaitLive?: (epoch: number, signal: AbortSignal) => Promise<void>;
+  /** How long a new hot-restart epoch may take to serve before it is given up (default 60 s). */
+  readonly liveTimeoutMs?: number;
+  /**
+   * Called before every crash restart, so the fresh Envoy starts from the last good bootstrap (the caller
+   * puts it back on disk if anything else is there, e.g. a hot restart's candidate that failed).
+   */
+  readonly beforeCrashRestart?: () => Promise<void>;
   /** The parent-death wrapper (default `setpriv` from PATH, when found; '' = none). */
   readonly pdeathsigWrapper?: string;
 }
@@ -146,7 +154,15 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     const epochNo = hot.mode === 'epoch' ? hot.epoch : 0;
     log.info(`Envoy command: [${args.join(' ')}]`);
     let child: ResultPromise<{ stdio: 'inherit'; reject: false }>;
-    // setpriv sets the parent-death signal, then execs Envoy (same pid, same argv)
+    // setpriv sets the parent-death signal, then execs Envoy (same pid, same argv); a binary it could not
+    // exec would only show as setpriv's exit, so check it here first
+    if (wrapper && o.binaryPath.includes('/')) {
+      try {
+        await access(resolvePath(o.cwd, o.binaryPath), constants.X_OK);
+      } catch (e) {
+        throw new AgentError('AGENT_ERR_ENVOY_EXIT', `failed to start Envoy (binaryPath ${o.binaryPath}): ${(e as Error).message}`, { cause: e });
+      }
+    }
     const [file, argv] = wrapper ? [wrapper, ['--pdeathsig', 'SIGTERM', '--', o.binaryPath, ...args]] : [o.binaryPath, args];
     try {
       child = execa(file, argv, { cwd: o.cwd, env: o.env as Record<string, string>, extendEnv: false, stdio: 'inherit', reject: false, cleanup: true });
@@ -176,6 +192,23 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     return epochs.filter((e) => !e.exit);
   }
 
+  /**
+   * Marks `e` as handing over. Envoy's new epoch terminates its parent after the parent-shutdown time;
+   * if that new epoch dies first, nobody would: the parent (drained, admin closed) would linger forever.
+   * So the supervisor ends it itself once the time is up (plus a grace), and at once when its successor is gone.
+   */
+  function retire(e: Epoch): void {
+    e.retiring = true;
+    const t = setTimeout(() => {
+      if (!e.exit) {
+        log.warn(`Envoy epoch ${e.epoch} (pid ${e.pid}) is still running past its parent-shutdown time; stopping it`);
+        kill(e, 'SIGTERM');
+        setTimeout(() => !e.exit && kill(e, 'SIGKILL'), 5000).unref();
+      }
+    }, o.parentShutdownS() * 1000 + 5000);
+    t.unref();
+  }
+
   function kill(e: Epoch, sig: NodeJS.Signals): void {
     try {
       process.kill(e.pid, sig);
@@ -189,7 +222,8 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     epochs.splice(epochs.indexOf(ep), 1);
     if (state === 'stopping' || state === 'stopped') return;
     if (ep.retiring) {
-      log.info(`Envoy epoch ${ep.epoch} exited after handing over to epoch ${current?.epoch} (${describeExit(info)})`);
+      if (ep === current) log.info(`Envoy epoch ${ep.epoch} stopped for a cold restart (${describeExit(info)})`);
+      else log.info(`Envoy epoch ${ep.epoch} exited after handing over to epoch ${current?.epoch} (${describeExit(info)})`);
       return;
     }
     if (ep !== current) return;
@@ -226,6 +260,8 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
       return;
     }
     log.warn(`Envoy exited unexpectedly (${describeExit(info)}); restarting it in ${decision.delayMs}ms (crash ${decision.crashesInWindow} of ${o.budget.max} allowed in ${Math.round(o.budget.windowMs / 1000)}s)`);
+    // epochs that had handed over to the crashed one serve nothing now, and nothing would end them
+    for (const e of alive().filter((x) => x.retiring)) kill(e, 'SIGTERM');
     state = 'restarting';
     o.onCrash?.(info);
     restartChain = restartChain.then(async () => {
@@ -239,6 +275,7 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
         // a crash restart starts over: a fresh epoch 0 on a fresh base id (the crashed Envoy may have left
         // its hot-restart shared memory marked "initializing", which would refuse every later epoch)
         await freshBaseId();
+        await o.beforeCrashRestart?.();
         const ep = await launch({ mode: 'first', baseIdPath: o.baseIdPath, parentShutdownS: o.parentShutdownS() });
         nextEpoch = 1;
         handoverBroken = false;
@@ -279,12 +316,21 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     for (const e of old) e.retiring = true; // their exits are expected
     await killAll(5000);
     await freshBaseId();
-    current = await launch({ mode: 'first', baseIdPath: o.baseIdPath, parentShutdownS: o.parentShutdownS() });
+    const ep = await launch({ mode: 'first', baseIdPath: o.baseIdPath, parentShutdownS: o.parentShutdownS() });
+    current = ep;
     nextEpoch = 1;
     handoverBroken = false;
     hotRestarts++;
     o.onRestart?.(0, reason);
-    await waitLive(current);
+    try {
+      await waitLive(ep);
+    } catch (e) {
+      // it died: its exit is a crash (a fresh Envoy from the last good bootstrap follows); the caller must
+      // not keep this bootstrap
+      if (ep.exit) throw e;
+      // not ready yet (e.g. the control plane went away meanwhile): the old Envoy is gone, this one stays
+      log.warn(`${(e as Error).message}; it stays, as the only Envoy`);
+    }
     return 0;
   }
 
@@ -308,7 +354,19 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
       else shutdownSignal.signal.addEventListener('abort', fail, { once: true });
     });
     aborted.catch(() => undefined);
-    await Promise.race([o.awaitLive(ep.epoch).then(() => (live = true)), died, aborted]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeoutMs = o.liveTimeoutMs ?? 60_000;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new AgentError('AGENT_ERR_ENVOY_EXIT', `Envoy epoch ${ep.epoch} did not become ready within ${Math.round(timeoutMs / 1000)}s`)), timeoutMs);
+    });
+    timedOut.catch(() => undefined);
+    const stopWaiting = new AbortController();
+    try {
+      await Promise.race([o.awaitLive(ep.epoch, stopWaiting.signal).then(() => (live = true)), died, aborted, timedOut]);
+    } finally {
+      clearTimeout(timer);
+      stopWaiting.abort();
+    }
   }
 
   return {
@@ -331,13 +389,20 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
         log.info(`hot-restarting Envoy into epoch ${epoch}: ${reason}`);
         const parent = current;
         const child = await launch({ mode: 'epoch', epoch, baseId: bid, parentShutdownS: o.parentShutdownS(), afterCrash: false });
-        parent.retiring = true;
+        retire(parent);
         current = child;
         hotRestarts++;
         handover = { child, parent };
         o.onRestart?.(epoch, reason);
         try {
           await waitLive(child);
+        } catch (e) {
+          // never served: stop it (its exit hands serving back to the parent, see onExit)
+          if (!child.exit && !terminating()) {
+            kill(child, 'SIGKILL');
+            await child.exited;
+          }
+          throw e;
         } finally {
           handover = undefined;
         }
