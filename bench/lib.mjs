@@ -1,9 +1,10 @@
 // Small helpers shared by the benchmark orchestrator (run.mjs) and the per-agent trial (trial.mjs):
-// statistics, loopback HTTP, and per-process CPU/RSS read from /proc.
+// statistics, loopback HTTP (and Prometheus scrapes), and per-process CPU/RSS read from /proc.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gunzipSync } from 'node:zlib';
 
 export { sleep };
 
@@ -33,13 +34,70 @@ export function httpGet(port, path, timeoutMs = 2000) {
     const req = request({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: timeoutMs }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', () => resolve({ status: 0, body: '' }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+      res.on('error', () => resolve({ status: 0, body: '', headers: {} }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.on('error', () => resolve({ status: 0, body: '', headers: {} }));
     req.end();
   });
+}
+
+/**
+ * A Prometheus scrape of http://127.0.0.1:<port><path>, never rejects:
+ *   'plain'       no Accept-Encoding; the whole body
+ *   'gzip'        Accept-Encoding: gzip; the whole body, gunzipped when the answer says gzip
+ *   'gzip-abort'  Accept-Encoding: gzip; the connection destroyed on the first body chunk (a scraper that
+ *                 gives up mid-body); `cut` says whether the body was still incomplete then
+ * Result: { status (0 = failed), encoding, body?, cut?, error? }.
+ */
+export function scrape(port, path, kind, timeoutMs = 60_000) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (r) => {
+      if (!settled) {
+        settled = true;
+        resolve(r);
+      }
+    };
+    const headers = kind === 'plain' ? {} : { 'accept-encoding': 'gzip' };
+    const req = request({ host: '127.0.0.1', port, path, headers, agent: false, timeout: timeoutMs }, (res) => {
+      const base = { status: res.statusCode ?? 0, encoding: res.headers['content-encoding'] };
+      res.on('error', () => done({ ...base, status: 0, error: 'response error' }));
+      if (kind === 'gzip-abort') {
+        res.once('data', () => {
+          const cut = !res.complete;
+          req.destroy();
+          done({ ...base, cut });
+        });
+        res.once('end', () => done({ ...base, cut: false }));
+        return;
+      }
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          const raw = Buffer.concat(chunks);
+          done({ ...base, body: (base.encoding === 'gzip' ? gunzipSync(raw) : raw).toString('utf8') });
+        } catch (e) {
+          done({ ...base, status: 0, error: `bad gzip body: ${e.message}` });
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => done({ status: 0, error: e.message }));
+    req.end();
+  });
+}
+
+/** Runs fn(0..n-1) with `concurrency` workers. */
+export async function pool(n, concurrency, fn) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
 }
 
 /** Clock ticks per second for /proc/<pid>/stat utime/stime. */

@@ -22,7 +22,8 @@ const failedOf = (results, agent, kind, where = () => true) => results.filter((r
 
 /**
  * A row: `pick(results of one agent)` -> numbers, or { text } for a cell that has no numbers
- * (e.g. "no certificate"). `opts.where` selects among the results of `kind` (e.g. one CA).
+ * (e.g. "no certificate"). `opts.where` selects among the results of `kind` (e.g. one CA); `opts.format`
+ * replaces fmt for the cells (e.g. whole numbers).
  */
 function row(label, unit, kind, results, pick, opts = {}) {
   const cell = (agent) => {
@@ -35,7 +36,8 @@ function row(label, unit, kind, results, pick, opts = {}) {
   };
   const g = cell('go');
   const o = cell('ours');
-  const show = (c, key) => (c.text ? (key === 'median' ? c.text : '') : fmt(c[key], unit));
+  const f = opts.format ?? fmt;
+  const show = (c, key) => (c.text ? (key === 'median' ? c.text : '') : f(c[key], unit));
   const n = (c) => (c.text ? '–' : String(c.n));
   const r = g.text || o.text ? '–' : ratio(o.median, g.median);
   return `| ${label} | ${show(g, 'median')} | ${show(g, 'p90')} | ${show(o, 'median')} | ${show(o, 'p90')} | ${opts.ratio === false ? '–' : r} | ${n(g)} / ${n(o)} |`;
@@ -225,6 +227,66 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     L.push('');
   }
 
+  if (has('soak')) {
+    const k = plan.soak;
+    const n = (x) => x.toLocaleString('en-US');
+    const cutText = ['go', 'ours']
+      .map((agent) => {
+        const rs = of(results, agent, 'soak');
+        const cut = rs.reduce((a, r) => a + (r.soak.scrapes.cut ?? 0), 0);
+        const sent = rs.reduce((a, r) => a + (r.soak.scrapes.sent['gzip-abort'] ?? 0), 0);
+        return sent ? `${NAMES[agent]}: ${cut} of ${sent}` : undefined;
+      })
+      .filter(Boolean)
+      .join(', ');
+    L.push('## 5. Soak: memory under scrapes, probes and pushes');
+    L.push('');
+    L.push(
+      `One agent per run, with \`ISTIO_KUBE_APP_PROBERS\` rewriting two probes to the pod's application (an HTTP app on \`/app-health/app/readyz\` ` +
+        'and a gRPC health server, `grpc.health.v1.Health/Check`, on `/app-health/grpc/livez`). After ready, a warm-up of ' +
+        `${k.warmup} of each request below; then, one phase after the other, ${k.concurrency} requests in flight: ` +
+        `${n(k.scrapes)} scrapes of \`:15020/stats/prometheus\` (the agent's metrics merged with Envoy's), a third plain, a third with ` +
+        '`Accept-Encoding: gzip`, a third gzip that the client destroys on the first body chunk (a scraper giving up mid-body' +
+        (cutText ? `; cut while the body was still incomplete: ${cutText}` : '') +
+        `); ${n(k.probes)} probe calls, half HTTP, half gRPC; ${n(k.pushes)} xDS pushes, each a new route (a changed \`x-served-by\` header) ` +
+        'that Envoy must ACK (through the agent) before the next is sent. Then ' +
+        `${k.idleMs / 1000} s idle. RSS is the agent's (VmRSS, Envoy excluded) read after each phase; the peak is the largest ` +
+        'reading from the baseline to the end of the idle (sampled every 100 ms). A leak grows phase after phase; a step that then ' +
+        'stays flat is the runtime sizing its heap (in Node.js, V8\'s young generation grows with the allocation rate up to its ' +
+        'maximum, 2 × 16 MiB by default in Node.js 20, and an idle process runs no GC that would shrink it again). ' +
+        'The requests must all succeed: the rows marked "must be 1".',
+    );
+    L.push('');
+    L.push(HEAD);
+    const markOf = (phase) => (rs) => flat(rs, (r) => [r.soak.marks.find((m) => m.phase === phase)?.rssMiB]);
+    const growth = (field) => (rs) => flat(rs, (r) => [r.soak.marks.at(-1)[field] - r.soak.marks.find((m) => m.phase === 'baseline')[field]]);
+    L.push(row('RSS after ready (before the warm-up)', 'MiB', 'soak', results, markOf('ready')));
+    L.push(row(`RSS baseline: after the warm-up (${k.warmup} of each)`, 'MiB', 'soak', results, markOf('baseline')));
+    L.push(row(`RSS after ${n(k.scrapes)} scrapes`, 'MiB', 'soak', results, markOf('scrapes')));
+    L.push(row(`RSS after ${n(k.probes)} probe calls`, 'MiB', 'soak', results, markOf('probes')));
+    L.push(row(`RSS after ${n(k.pushes)} pushes`, 'MiB', 'soak', results, markOf('pushes')));
+    L.push(row(`RSS after ${k.idleMs / 1000} s idle`, 'MiB', 'soak', results, markOf('idle')));
+    L.push(row('peak RSS during the soak', 'MiB', 'soak', results, (rs) => flat(rs, (r) => [r.soak.peakMiB])));
+    L.push(row('RSS growth: after the idle − baseline', 'MiB', 'soak', results, growth('rssMiB'), { ratio: false }));
+    const whole = (v) => (Number.isFinite(v) ? String(Math.round(v)) : '–');
+    L.push(row('open file descriptors: after the idle − baseline', '', 'soak', results, growth('fds'), { ratio: false, format: whole }));
+    L.push(row(`agent CPU time for ${n(k.scrapes)} scrapes`, 's', 'soak', results, (rs) => flat(rs, (r) => [r.soak.cpuS.scrapes])));
+    L.push(row(`agent CPU time for ${n(k.probes)} probe calls`, 's', 'soak', results, (rs) => flat(rs, (r) => [r.soak.cpuS.probes])));
+    L.push(row(`agent CPU time for ${n(k.pushes)} pushes`, 's', 'soak', results, (rs) => flat(rs, (r) => [r.soak.cpuS.pushes])));
+    const share = (part, kinds) => (rs) =>
+      flat(rs, (r) => {
+        const t = r.soak[part];
+        const sent = kinds.reduce((a, x) => a + (t.sent[x] ?? 0), 0);
+        return [sent ? kinds.reduce((a, x) => a + (t.ok[x] ?? 0), 0) / sent : NaN];
+      });
+    L.push(row('complete scrapes: 200 with agent and Envoy metrics / sent (must be 1)', '', 'soak', results, share('scrapes', ['plain', 'gzip']), { ratio: false }));
+    L.push(row('gzip scrapes answered gzip-encoded / sent (must be 1)', '', 'soak', results, share('scrapes', ['gzip-encoded']), { ratio: false }));
+    L.push(row('cut scrapes answered 200 / sent (must be 1)', '', 'soak', results, share('scrapes', ['gzip-abort']), { ratio: false }));
+    L.push(row('probe calls answered 200 / sent (must be 1)', '', 'soak', results, share('probes', ['http', 'grpc']), { ratio: false }));
+    L.push(row('pushes ACKed by Envoy / sent (must be 1)', '', 'soak', results, share('pushes', ['push']), { ratio: false }));
+    L.push('');
+  }
+
   L.push('## Method');
   L.push('');
   L.push(
@@ -255,6 +317,12 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
       `then ${plan.steady?.largeReps} large responses (each followed by a push back to the base set). Base config: a listener, a route and ` +
       `${(plan.steady?.baseClusters ?? 0) + 1} clusters.`,
   );
+  if (plan.soak && has('soak')) {
+    L.push(
+      `- Soak: ${plan.soak.runs ?? 1} run(s) per agent, each a new agent; the probed application and the control plane live in the trial process. ` +
+        'Each probe call to `:15020` makes the agent connect to the application itself, as a kubelet probe does in a pod.',
+    );
+  }
   L.push(
     '- CPU and RSS are the agent process and any non-Envoy children (ours runs as one Node.js process; the Go agent as one process). ' +
       'Envoy is excluded: it is the same binary under both agents.',

@@ -3,7 +3,7 @@
 // agents use their default ports 15000/15020/15021/15090), one after the other, alternating agents per
 // trial kind. Writes BENCHMARKS.md (and, with --json FILE, the raw results).
 //
-//   node bench/run.mjs [--quick] [--out BENCHMARKS.md] [--json FILE] [--agents go,ours] [--only startup,steady,cert,istiod]
+//   node bench/run.mjs [--quick] [--out BENCHMARKS.md] [--json FILE] [--agents go,ours] [--only startup,steady,cert,istiod,soak]
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem, tmpdir } from 'node:os';
@@ -23,7 +23,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string', default: join(ROOT, 'BENCHMARKS.md') },
     json: { type: 'string' },
     agents: { type: 'string', default: 'go,ours' },
-    only: { type: 'string', default: 'startup,steady,cert,istiod' },
+    only: { type: 'string', default: 'startup,steady,cert,istiod,soak' },
   },
 });
 
@@ -35,6 +35,9 @@ const PLAN = {
   // each run: one trial per agent with the in-repo CA, one with the real istiod as the CA
   cert: { kind: 'cert', runs: quick ? 1 : 3, cas: ['in-repo', 'istiod'], secretTtlS: 16, rotations: quick ? 2 : 3, certTimeoutMs: 20_000 },
   istiod: { kind: 'istiod', reps: quick ? 2 : 5, warmup: 1, serviceEntries: 20, pushes: quick ? 5 : 10, readyTimeoutMs: 30_000 },
+  // one agent per run: a warm-up of `warmup` of each, then 1,000 scrapes (plain / gzip / gzip cut mid-body),
+  // 1,000 app probe calls (HTTP / gRPC) and 1,000 route pushes (each ACKed), `concurrency` requests in flight
+  soak: { kind: 'soak', runs: quick ? 1 : 3, warmup: 100, scrapes: 1000, probes: 1000, pushes: 1000, concurrency: 4, settleMs: 2000, idleMs: 5000 },
 };
 const TRIAL_TIMEOUT_MS = 300_000;
 

@@ -12,18 +12,23 @@
 //   cert     one agent: first workload certificate over SDS and its rotations (short SECRET_TTL), with the
 //            in-repo CA (cfg.ca 'in-repo', default) or the real istiod as the CA (cfg.ca 'istiod')
 //   istiod   against the real istiod: spawn -> ready, `reps` times, then ServiceEntry pushes
+//   soak     one agent: after a warm-up, `scrapes` scrapes of :15020/stats/prometheus (plain, gzip, gzip cut
+//            mid-body), `probes` app probe calls (HTTP and gRPC health) and `pushes` route pushes, each ACKed;
+//            agent RSS after each phase and after an idle, the peak, and whether every request succeeded
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { agentPids, envoyPids, httpGet, pollUntil, sleep, startSampler, summarize, usage } from './lib.mjs';
+import * as grpc from '@grpc/grpc-js';
+import { agentPids, clockTicks, envoyPids, httpGet, pollUntil, pool, scrape, sleep, startSampler, summarize, usage } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const B = (p) => join(ROOT, 'build', p);
 const { startControlPlane } = await import(B('test/controlplane/server.js'));
-const { CLUSTER_TYPE, httpConfigMessages } = await import(B('test/controlplane/resources.js'));
+const { CLUSTER_TYPE, ROUTE_TYPE, httpConfigMessages } = await import(B('test/controlplane/resources.js'));
 const { startHttpUpstream } = await import(B('test/controlplane/http-upstream.js'));
 const { createPod } = await import(B('test/helpers/pod.js'));
 const { envoyBin, pilotAgentBin, istioBootstrapTemplate, AGENT_CLI } = await import(B('test/helpers/peers.js'));
@@ -107,9 +112,9 @@ function makeResources(cp) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// control plane bookkeeping: when did Envoy (through the agent) ACK a CDS nonce
+// control plane bookkeeping: when did Envoy (through the agent) ACK a CDS (or `typeUrl`) nonce
 
-function trackAcks(cp) {
+function trackAcks(cp, typeUrl = CLUSTER_TYPE) {
   const seen = new Map(); // nonce -> { t, kind, error }
   const waiters = new Map();
   let idx = 0;
@@ -117,16 +122,16 @@ function trackAcks(cp) {
     const now = performance.now();
     for (; idx < cp.requests.length; idx++) {
       const r = cp.requests[idx];
-      if (r.typeUrl !== CLUSTER_TYPE || !r.nonce) continue;
+      if (r.typeUrl !== typeUrl || !r.nonce) continue;
       const rec = { t: now, kind: r.kind, error: r.error };
       seen.set(r.nonce, rec);
       waiters.get(r.nonce)?.(rec);
     }
   });
   return {
-    /** The nonce of the last CDS response sent. */
+    /** The nonce of the last CDS (`typeUrl`) response sent. */
     lastNonce() {
-      for (let i = cp.responses.length - 1; i >= 0; i--) if (cp.responses[i].typeUrl === CLUSTER_TYPE) return cp.responses[i].nonce;
+      for (let i = cp.responses.length - 1; i >= 0; i--) if (cp.responses[i].typeUrl === typeUrl) return cp.responses[i].nonce;
       return undefined;
     },
     wait(nonce, timeoutMs) {
@@ -135,7 +140,7 @@ function trackAcks(cp) {
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => {
           waiters.delete(nonce);
-          reject(new Error(`no ACK/NACK for CDS nonce ${nonce} within ${timeoutMs} ms`));
+          reject(new Error(`no ACK/NACK for ${typeUrl.split('.').pop()} nonce ${nonce} within ${timeoutMs} ms`));
         }, timeoutMs);
         waiters.set(nonce, (rec) => {
           clearTimeout(t);
@@ -370,6 +375,195 @@ async function steadyTrial(cp, acks, resources, httpClusters, res) {
   }
   return res;
 }
+
+// ---------------------------------------------------------------------------------------------
+// soak: the agent's outside inputs, many times over, with its RSS watched
+
+/** The pod's application for the probes: an HTTP app answering /readyz and a gRPC health server (SERVING). */
+async function startProbeApps() {
+  const http = createServer((req, res) => {
+    req.resume();
+    if (req.url === '/readyz') res.end('ready');
+    else res.writeHead(404).end();
+  });
+  await new Promise((r) => http.listen(0, '127.0.0.1', r));
+  const g = new grpc.Server();
+  const id = (b) => b;
+  g.addService(
+    { Check: { path: '/grpc.health.v1.Health/Check', requestStream: false, responseStream: false, requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id } },
+    // HealthCheckResponse{status: SERVING}: field 1, varint 1
+    { Check: (_call, cb) => cb(null, Buffer.from([0x08, 0x01])) },
+  );
+  const grpcPort = await new Promise((resolve, reject) => g.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  return {
+    httpPort: http.address().port,
+    grpcPort,
+    async close() {
+      http.closeAllConnections();
+      await new Promise((r) => http.close(() => r()));
+      g.forceShutdown();
+    },
+  };
+}
+
+const SCRAPE_KINDS = ['plain', 'gzip', 'gzip-abort'];
+const PROBE_PATHS = { http: '/app-health/app/readyz', grpc: '/app-health/grpc/livez' };
+
+/** Counts per kind: sent, ok, and the first few problems. */
+function tally() {
+  const t = { sent: {}, ok: {}, problems: [] };
+  t.note = (kind, good, problem) => {
+    t.sent[kind] = (t.sent[kind] ?? 0) + 1;
+    if (good) t.ok[kind] = (t.ok[kind] ?? 0) + 1;
+    else if (t.problems.length < 5) t.problems.push(`${kind}: ${problem}`);
+  };
+  t.text = () => Object.keys(t.sent).map((k) => `${k} ${t.ok[k] ?? 0}/${t.sent[k]}`).join(', ');
+  t.json = () => ({ sent: t.sent, ok: t.ok, problems: t.problems, ...(t.cut !== undefined ? { cut: t.cut } : {}) });
+  return t;
+}
+
+async function soakScrapes(n, offset, concurrency, t) {
+  t.cut ??= 0;
+  await pool(n, concurrency, async (i) => {
+    const kind = SCRAPE_KINDS[(offset + i) % SCRAPE_KINDS.length];
+    const r = await scrape(15020, '/stats/prometheus', kind);
+    if (kind === 'gzip-abort') {
+      if (r.cut) t.cut++;
+      t.note(kind, r.status === 200, `HTTP ${r.status} ${r.error ?? ''}`);
+      return;
+    }
+    const body = r.body ?? '';
+    const why = [];
+    if (r.status !== 200) why.push(`HTTP ${r.status} ${r.error ?? ''}`);
+    if (!/^istio_agent_\w+/m.test(body)) why.push('no istio_agent_ metrics');
+    if (!/^envoy_server_live(\{[^}]*\})? 1$/m.test(body)) why.push('no envoy_server_live 1');
+    t.note(kind, why.length === 0, why.join(', '));
+    if (kind === 'gzip') t.note('gzip-encoded', r.encoding === 'gzip', `content-encoding ${r.encoding}`);
+  });
+}
+
+async function soakProbes(n, concurrency, t) {
+  await pool(n, concurrency, async (i) => {
+    const kind = i % 2 ? 'grpc' : 'http';
+    const r = await httpGet(15020, PROBE_PATHS[kind], 30_000);
+    t.note(kind, r.status === 200, `HTTP ${r.status} ${r.body.slice(0, 100)}`);
+  });
+}
+
+/** Open descriptors of the agent's processes. */
+function fdCount(pids) {
+  let n = 0;
+  for (const p of pids) {
+    try {
+      n += readdirSync(`/proc/${p}/fd`).length;
+    } catch {
+      /* gone */
+    }
+  }
+  return n;
+}
+
+async function soakTrial(cp, httpConfig, res) {
+  const apps = await startProbeApps();
+  const probers = {
+    [PROBE_PATHS.http]: { httpGet: { path: '/readyz', port: apps.httpPort }, timeoutSeconds: 5 },
+    [PROBE_PATHS.grpc]: { grpc: { port: apps.grpcPort, service: '' }, timeoutSeconds: 5 },
+  };
+  const { pod, env } = await makePod(cp, undefined, { ISTIO_KUBE_APP_PROBERS: JSON.stringify(probers) });
+  const agent = spawnAgent(pod, env);
+  const routeAcks = trackAcks(cp, ROUTE_TYPE);
+  const conc = cfg.concurrency ?? 4;
+  let version = 0;
+  const pushes = async (n, t) => {
+    for (let i = 0; i < n; i++) {
+      const v = `v${++version}`;
+      const from = cp.responses.length;
+      cp.setMessages(ROUTE_TYPE, httpConfigMessages(cp.protos, { ...httpConfig, servedBy: v }).routes);
+      const sent = cp.responses.slice(from).filter((r) => r.typeUrl === ROUTE_TYPE);
+      if (sent.length === 0) {
+        t.note('push', false, `${v}: no RDS response sent`);
+        continue;
+      }
+      const answers = await Promise.all(sent.map((r) => routeAcks.wait(r.nonce, 60_000).catch((e) => ({ kind: 'none', error: e.message }))));
+      const bad = answers.find((a) => a.kind !== 'ack');
+      t.note('push', !bad, `${v}: ${bad?.kind} ${bad?.error ?? ''}`);
+    }
+  };
+  try {
+    res.ready = await waitReady(agent);
+    res.envoyVersion = await envoyVersion();
+    const marks = [];
+    const mark = (phase) => {
+      const pids = agentPids(agent.pid);
+      const u = usage(pids);
+      marks.push({ phase, rssMiB: u.rssKb / 1024, ticks: u.ticks, fds: fdCount(pids) });
+      const m = marks.at(-1);
+      log(`${phase}: rss ${m.rssMiB.toFixed(1)} MiB, ${m.fds} fds`);
+    };
+    await sleep(cfg.settleMs ?? 2000);
+    mark('ready');
+
+    // warm-up: `warmup` of each, then a moment to settle
+    const warm = tally();
+    await soakScrapes(cfg.warmup, 0, conc, warm);
+    await soakProbes(cfg.warmup, conc, warm);
+    await pushes(cfg.warmup, warm);
+    if (warm.problems.length) throw new Error(`warm-up failed: ${warm.text()}; ${warm.problems.join(' | ')}`);
+    await sleep(1000);
+    mark('baseline');
+
+    const s = startSampler(agent.pid, 100);
+    const scrapes = tally();
+    let t0 = performance.now();
+    await soakScrapes(cfg.scrapes, cfg.warmup, conc, scrapes);
+    res.scrapeS = (performance.now() - t0) / 1000;
+    mark('scrapes');
+    log(`scrapes: ${scrapes.text()}; ${scrapes.cut} cut mid-body`);
+
+    const probes = tally();
+    t0 = performance.now();
+    await soakProbes(cfg.probes, conc, probes);
+    res.probeS = (performance.now() - t0) / 1000;
+    mark('probes');
+    log(`probes: ${probes.text()}`);
+
+    const pushed = tally();
+    t0 = performance.now();
+    await pushes(cfg.pushes, pushed);
+    res.pushS = (performance.now() - t0) / 1000;
+    const served = await httpGet(LISTENER_PORT, '/', 5000);
+    res.servedBy = { want: `v${version}`, got: served.headers?.['x-served-by'] ?? null };
+    mark('pushes');
+    log(`pushes: ${pushed.text()}; Envoy serves ${res.servedBy.got} (want ${res.servedBy.want})`);
+
+    await sleep(cfg.idleMs ?? 5000);
+    mark('idle');
+    const u = s.stop();
+    const hz = clockTicks();
+    const cpu = (phase) => {
+      const i = marks.findIndex((m) => m.phase === phase);
+      return (marks[i].ticks - marks[i - 1].ticks) / hz;
+    };
+    res.soak = {
+      marks,
+      cpuS: { scrapes: cpu('scrapes'), probes: cpu('probes'), pushes: cpu('pushes') },
+      peakMiB: Math.max(u.rssMaxMiB, ...marks.slice(1).map((m) => m.rssMiB)),
+      scrapes: scrapes.json(),
+      probes: probes.json(),
+      pushes: pushed.json(),
+    };
+    res.alive = agent.alive();
+    if (!res.alive) throw new Error(`the agent exited during the soak; output:\n${agent.output().slice(-4000)}`);
+  } finally {
+    await agent.stop();
+    await pod.cleanup();
+    await apps.close();
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------
+// certificates and the real istiod
 
 /** Serial numbers compared as lower-case hex without leading zeros (Envoy and node:crypto write them differently). */
 const normSerial = (s) => String(s ?? '').toLowerCase().replace(/[^0-9a-f]/g, '').replace(/^0+(?=.)/, '');
@@ -672,6 +866,7 @@ async function withControlPlane(res) {
     if (cfg.kind === 'startup') return await startupTrial(cp, res);
     if (cfg.kind === 'steady') return await steadyTrial(cp, acks, resources, served, res);
     if (cfg.kind === 'cert') return await certTrial(cp, resources, served, res);
+    if (cfg.kind === 'soak') return await soakTrial(cp, httpConfig, res);
     throw new Error(`unknown trial kind ${cfg.kind}`);
   } finally {
     await cp.stop();
