@@ -150,3 +150,23 @@ void test('client errors are EnvoyAdminErrors naming the URL: refused, bad statu
   // nothing listens any more
   await assert.rejects(createEnvoyAdmin({ port, timeoutMs: 500 }).quitquitquit(), /POST http:\/\/127\.0\.0\.1:\d+\/quitquitquit: .*ECONNREFUSED/);
 });
+
+void test('an admin answer larger than the cap is refused (nothing from outside is read without a bound)', async () => {
+  const { server, port } = await fakeAdmin((_req, res) => {
+    res.writeHead(200);
+    const chunk = Buffer.alloc(1024 * 1024, 'a');
+    let sent = 0;
+    const more = (): void => {
+      while (sent < 64 && res.write(chunk)) sent++;
+      if (sent < 64) res.once('drain', more);
+      else res.end();
+    };
+    more();
+  });
+  try {
+    const admin = createEnvoyAdmin({ port, host: '127.0.0.1' });
+    await assert.rejects(admin.statsText('x', { timeoutMs: 5000 }), (e: unknown) => e instanceof EnvoyAdminError && /answer larger than 8388608 bytes/.test(e.message));
+  } finally {
+    await stop(server);
+  }
+});

@@ -1,7 +1,7 @@
 // Typed client for Envoy's admin API on 127.0.0.1:<proxyAdminPort> (or [::1]). Every call is bounded by a
 // timeout and fails with an EnvoyAdminError naming the URL; nothing is left running after a call settles.
 // Connections are not pooled (Connection: close), so no socket outlives its call.
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type ClientRequest } from 'node:http';
 
 export const DEFAULT_ADMIN_TIMEOUT_MS = 2000;
 
@@ -88,6 +88,12 @@ export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * The largest admin answer read. The agent asks only for small documents (filtered stats, server info);
+ * a larger one is a fault, not something to hold in memory.
+ */
+export const MAX_ADMIN_RESPONSE_BYTES = 8 * 1024 * 1024;
+
 function doRequest(method: 'GET' | 'POST', url: string, timeoutMs: number): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const signal = AbortSignal.timeout(timeoutMs);
@@ -95,11 +101,21 @@ function doRequest(method: 'GET' | 'POST', url: string, timeoutMs: number): Prom
       const msg = signal.aborted ? `timed out after ${timeoutMs}ms` : e instanceof Error ? e.message : String(e);
       reject(new EnvoyAdminError(`${method} ${url}: ${msg}`, url, undefined, { cause: e }));
     };
-    let req;
+    let req: ClientRequest | undefined;
     try {
       req = httpRequest(url, { method, agent: false, signal, headers: { connection: 'close' } }, (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_ADMIN_RESPONSE_BYTES) {
+            res.destroy();
+            req?.destroy();
+            fail(new Error(`answer larger than ${MAX_ADMIN_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(c);
+        });
         res.on('error', fail);
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
       });
