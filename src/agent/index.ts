@@ -6,7 +6,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
-import type { CliContext, ExitCode } from '../cli/context.js';
+import type { CliContext, ExitCode } from '../lib/context.js';
 import { buildBootstrap, bootstrapOverrideJson, commitBootstrap, generateBootstrap, prepareBootstrap, probeBootstrapRuntime, templatePathFor, writeGrpcBootstrap, type BootstrapRuntime } from '../bootstrap/index.js';
 import { buildEnvoyArgs, parentShutdownSeconds, type HotRestartArgs } from '../envoy/args.js';
 import { createEnvoyAdmin } from '../envoy/admin.js';

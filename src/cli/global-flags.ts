@@ -3,7 +3,7 @@ import { createLogger, type Logger, type LogSink } from '../lib/log.js';
 import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { FlagSpec, ParsedFlags } from './flags.js';
-import type { CliContext } from './context.js';
+import type { CliContext } from '../lib/context.js';
 import { parseOutputLevels } from '../lib/log.js';
 import type { ConfigIssue } from '../lib/errors.js';
 

@@ -1,5 +1,5 @@
 // Command table and dispatch for the `agent` binary: the same subcommands pilot-agent has.
-import type { CliContext, ExitCode } from './context.js';
+import type { CliContext, ExitCode } from '../lib/context.js';
 import { flagHelp, parseFlags, type FlagSpec } from './flags.js';
 import { LOG_FLAGS } from './global-flags.js';
 import { AGENT_NAME, AGENT_VERSION, ISTIO_GIT_REVISION, ISTIO_VERSION } from '../version.js';

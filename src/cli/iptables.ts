@@ -1,6 +1,6 @@
 // `agent istio-iptables`: pilot-agent's istio-iptables command (flags, env bindings, defaults, exit codes),
 // plus two explicit host inputs of ours: --ipv6 and --dns-servers.
-import type { CliContext, ExitCode } from './context.js';
+import type { CliContext, ExitCode } from '../lib/context.js';
 import { flagHelp, parseBool, parseFlagDuration, parseFlags, type FlagSpec, type FlagValue } from './flags.js';
 import { checkLogFlags, checkLogTargets, LOG_FLAGS, loggerFromFlags } from './global-flags.js';
 import { formatIssues, type ConfigIssue } from '../lib/errors.js';

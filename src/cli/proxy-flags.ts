@@ -1,7 +1,8 @@
 // The `agent proxy` flag table: every flag `pilot-agent proxy` (Istio 1.30) accepts, with the same
 // names and defaults (pilot-agent/app/cmd.go + the global logging flags), then our extensions.
 // pilot-agent binds no environment variables to these flags.
-import type { FlagSpec } from './flags.js';
+import type { ProxyFlagValues } from '../config/load.js';
+import type { FlagSpec, ParsedFlags } from './flags.js';
 import { LOG_FLAGS } from './global-flags.js';
 
 export const PILOT_AGENT_PROXY_FLAGS: readonly FlagSpec[] = [
@@ -39,6 +40,24 @@ export const AGENT_PROXY_EXTENSION_FLAGS: readonly FlagSpec[] = [
 
 export const PROXY_FLAGS: readonly FlagSpec[] = [...PILOT_AGENT_PROXY_FLAGS, ...AGENT_PROXY_EXTENSION_FLAGS, ...LOG_FLAGS];
 
-/** Positional proxy types pilot-agent accepts (model.IsApplicationNodeType). */
-export const PROXY_TYPES = ['sidecar', 'router', 'waypoint', 'ztunnel', 'agentgateway'] as const;
-export type ProxyType = (typeof PROXY_TYPES)[number];
+/** The flag values config reads, from flags parsed with PROXY_FLAGS. */
+export function proxyFlagValues(p: ParsedFlags): ProxyFlagValues {
+  return {
+    domain: p.values.get('domain') as string,
+    meshConfig: p.values.get('meshConfig') as string,
+    stsPort: p.values.get('stsPort') as number,
+    tokenManagerPlugin: p.values.get('tokenManagerPlugin') as string,
+    serviceCluster: p.values.get('serviceCluster') as string,
+    proxyLogLevel: p.values.get('proxyLogLevel') as string,
+    proxyComponentLogLevel: p.values.get('proxyComponentLogLevel') as string,
+    concurrency: p.values.get('concurrency') as number,
+    templateFile: p.values.get('templateFile') as string,
+    outlierLogPath: p.values.get('outlierLogPath') as string,
+    profiling: p.values.get('profiling') as boolean,
+    logAsJson: p.values.get('log_as_json') as boolean,
+    bootstrapOnly: p.values.get('bootstrap-only') as boolean,
+    disableHotRestart: p.values.get('disable-hot-restart') as boolean,
+    restartBudget: p.values.get('restart-budget') as number,
+    restartBudgetWindowMs: p.values.get('restart-budget-window') as number,
+  };
+}

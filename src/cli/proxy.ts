@@ -1,9 +1,9 @@
-// `agent proxy [sidecar|router|...]`: a thin caller. Configuration lives in src/config, the bootstrap in
-// src/bootstrap.
-import type { CliContext, ExitCode } from './context.js';
+// `agent proxy [sidecar|router|...]`: a thin caller. The configuration is assembled in proxy-load.ts (from
+// src/config and the bootstrap's checks), the bootstrap lives in src/bootstrap, the agent in src/agent.
+import type { CliContext, ExitCode } from '../lib/context.js';
 import { flagHelp } from './flags.js';
 import { PROXY_FLAGS } from './proxy-flags.js';
-import { loadProxyCommand } from '../config/load.js';
+import { loadProxyCommand } from './proxy-load.js';
 import { generateBootstrap, probeBootstrapRuntime, writeGrpcBootstrap } from '../bootstrap/index.js';
 import { ConfigError, errorMessage } from '../lib/errors.js';
 import { startEarlyKey } from '../identity/keys.js';

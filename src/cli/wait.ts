@@ -1,7 +1,7 @@
 // `agent wait` (the postStart hook of holdApplicationUntilProxyStarts) and `agent request`
 // (the native-sidecar preStop hook), with pilot-agent's flags, messages and exit codes.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CliContext, ExitCode } from './context.js';
+import type { CliContext, ExitCode } from '../lib/context.js';
 import { flagHelp, parseFlags, type FlagSpec } from './flags.js';
 import { LOG_FLAGS, checkLogFlags, loggerFromFlags } from './global-flags.js';
 

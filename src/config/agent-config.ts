@@ -1,9 +1,12 @@
 // The agent's resolved, read-only configuration: what `agent proxy` was asked to do, the effective
-// ProxyConfig, the environment pilot-agent reads, and the files it watches. Built by `loadProxyCommand`.
+// ProxyConfig, the environment pilot-agent reads, and the files it watches. Built by `loadProxyConfig`.
 import type { AgentEnv } from './env.js';
 import type { IpMode } from './network.js';
 import type { AuthenticationPolicy, ProxyConfig } from './proxy-config.js';
-import type { ProxyType } from '../cli/proxy-flags.js';
+
+/** Positional proxy types pilot-agent accepts (model.IsApplicationNodeType). */
+export const PROXY_TYPES = ['sidecar', 'router', 'waypoint', 'ztunnel', 'agentgateway'] as const;
+export type ProxyType = (typeof PROXY_TYPES)[number];
 
 /** The ProxyConfig fields the agent acts on, as plain typed values (durations in milliseconds). */
 export interface ProxySettings {

@@ -21,7 +21,7 @@ import { TYPED_FIELDS } from '../bootstrap/metadata.js';
 import { ConfigError } from '../lib/errors.js';
 import { formatDownwardApi } from './downward-api.js';
 import { MAX_FILE_BYTES, MAX_VALUE_BYTES } from './limits.js';
-import { loadProxyCommand } from './load.js';
+import { loadProxyCommand } from '../cli/proxy-load.js';
 
 const eth0 = (address: string): NetworkInterfaceInfo => ({ address, netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: null });
 const ANNOTATIONS = './etc/istio/pod/annotations';

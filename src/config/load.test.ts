@@ -8,7 +8,8 @@ import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { ConfigError } from '../lib/errors.js';
 import { formatDownwardApi } from './downward-api.js';
-import { loadProxyCommand, splitEnvoyLogLevel, type LoadOptions } from './load.js';
+import { loadProxyCommand, type LoadOptions } from '../cli/proxy-load.js';
+import { splitEnvoyLogLevel } from './load.js';
 
 const eth0 = (address: string): NetworkInterfaceInfo => ({ address, netmask: '255.255.255.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: null });
 

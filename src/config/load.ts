@@ -1,30 +1,23 @@
-// `agent proxy` start-up configuration: flags -> logger -> environment -> pod files -> proxy IPs ->
-// ProxyConfig layers (defaults, --meshConfig file, PROXY_CONFIG, annotation) -> post-processing ->
-// validation. Every problem found on the way is collected; if there are any, one ConfigError lists
-// them all with their sources.
+// `agent proxy` start-up configuration, from what the CLI parsed (flag values, proxy type) and the
+// process (environment, cwd): environment -> pod files -> proxy IPs -> ProxyConfig layers (defaults,
+// --meshConfig file, PROXY_CONFIG, annotation) -> post-processing -> validation. Every problem found on
+// the way is collected and returned, so that the caller reports them in one ConfigError together with
+// its own (the flags before, the bootstrap's checks of the result after).
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { stat } from 'node:fs/promises';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify as yamlStringify } from 'yaml';
-import type { CliContext } from '../cli/context.js';
-import { parseFlags, type ParsedFlags } from '../cli/flags.js';
-import { checkLogFlags, checkLogTargets, loggerFromFlags } from '../cli/global-flags.js';
-import { PROXY_FLAGS, PROXY_TYPES, type ProxyType } from '../cli/proxy-flags.js';
-import { IssueList } from '../lib/errors.js';
+import { IssueList, type ConfigIssue } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { AGENT_NAME, AGENT_VERSION, ISTIO_GIT_REVISION, ISTIO_VERSION } from '../version.js';
-import type { AgentConfig, AgentPaths, ProxySettings } from './agent-config.js';
+import { PROXY_TYPES, type AgentConfig, type AgentPaths, type ProxySettings, type ProxyType } from './agent-config.js';
 import { parseDownwardApi } from './downward-api.js';
 import { parseAgentEnv, type AgentEnv } from './env.js';
-import { formatGoDurationNs, goQuote } from './gocompat.js';
 import { discoverProxyIps, ipMode, type Interfaces } from './network.js';
 import { applyProxyConfigLayer, defaultProxyConfig, durationMs, proxyConfigToJson, type ProxyConfig } from './proxy-config.js';
 import { splitHostPort, validateProxyConfig } from './validate.js';
 import { parseYamlOrJson } from './yaml.js';
-import { nodeMetadataIssues } from '../bootstrap/metadata.js';
 import { clip, InputTooLargeError, MAX_FILE_BYTES, readTextFileLimited, valueSizeProblem } from './limits.js';
-import { BootstrapError, bootstrapParams } from '../bootstrap/params.js';
 
 export const POD_ANNOTATIONS_PATH = './etc/istio/pod/annotations';
 export const POD_LABELS_PATH = './etc/istio/pod/labels';
@@ -39,13 +32,51 @@ export interface LoadOptions {
   readonly hostCpus?: number;
   /** Resolves a host name to IP addresses (statsdUdpAddress); default: the system resolver. */
   readonly lookup?: (host: string) => Promise<string[]>;
-  /** Log the FLAG lines and the version (default true; a reload for a hot restart can turn it off). */
-  readonly logStartup?: boolean;
 }
 
-export interface LoadedProxyCommand {
-  readonly config: AgentConfig;
+/** The `agent proxy` flag values config reads (every one set: the flag's default when not given). */
+export interface ProxyFlagValues {
+  readonly domain: string;
+  readonly meshConfig: string;
+  readonly stsPort: number;
+  readonly tokenManagerPlugin: string;
+  readonly serviceCluster: string;
+  readonly proxyLogLevel: string;
+  readonly proxyComponentLogLevel: string;
+  readonly concurrency: number;
+  readonly templateFile: string;
+  readonly outlierLogPath: string;
+  readonly profiling: boolean;
+  readonly logAsJson: boolean;
+  readonly bootstrapOnly: boolean;
+  readonly disableHotRestart: boolean;
+  readonly restartBudget: number;
+  readonly restartBudgetWindowMs: number;
+}
+
+/** What the CLI parsed from `agent proxy`'s command line, and the process facts config reads. */
+export interface ProxyCommandInput {
+  /** The positional proxy type as given (`sidecar` when there is none); checked here. */
+  readonly proxyType: string;
+  readonly flags: ProxyFlagValues;
+  /** Flags the command line had that `agent proxy` does not know (ignored, as pilot-agent does). */
+  readonly unknownFlags: readonly string[];
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd: string;
   readonly log: Logger;
+}
+
+/** The outcome of loading: config's problems and, for the checks made on top, the effective ProxyConfig. */
+export interface LoadedProxyConfig {
+  /** Every problem config found, in the order found; none when the configuration is usable. */
+  readonly issues: readonly ConfigIssue[];
+  /** The effective ProxyConfig (also when there are problems). */
+  readonly proxyConfig: ProxyConfig;
+  /**
+   * Builds the agent's configuration (frozen); throws the ConfigError when config found problems. The
+   * caller builds it once its own checks of the inputs found none either.
+   */
+  agentConfig(): AgentConfig;
 }
 
 interface PodFile {
@@ -94,14 +125,6 @@ export function splitEnvoyLogLevel(level: string, componentLevel: string, log?: 
     else log?.warn(`dropping invalid log level: ${item}`);
   }
   return { level: global, components: comps.length ? comps.join(',') : componentLevel };
-}
-
-function flagValueText(p: ParsedFlags, name: string): string {
-  const v = p.values.get(name);
-  const spec = PROXY_FLAGS.find((s) => s.name === name)!;
-  if (spec.type === 'duration') return formatGoDurationNs(BigInt(Math.round((v as number) * 1e6)));
-  if (Array.isArray(v)) return `[${v.join(',')}]`;
-  return String(v);
 }
 
 async function fileExists(path: string): Promise<boolean> {
@@ -178,46 +201,26 @@ function yamlOf(pc: ProxyConfig): string {
   return yamlStringify(proxyConfigToJson(pc), { sortMapEntries: true, lineWidth: 0 });
 }
 
-/** Parses `agent proxy` arguments and the environment into an AgentConfig. Throws ConfigError. */
-export async function loadProxyCommand(args: readonly string[], ctx: CliContext, opts: LoadOptions = {}): Promise<LoadedProxyCommand> {
+/**
+ * Loads `agent proxy`'s configuration from what the CLI parsed: reads the pod files and the mesh config
+ * file, resolves the statsd address, applies and validates the ProxyConfig layers. Problems are
+ * returned, not thrown.
+ */
+export async function loadProxyConfig(input: ProxyCommandInput, opts: LoadOptions = {}): Promise<LoadedProxyConfig> {
   const issues = new IssueList();
-  const p = parseFlags(args, PROXY_FLAGS, {});
-  for (const i of p.issues) issues.add(i.source, i.message);
-  const before = issues.items.length;
-  checkLogFlags(p, issues.items);
-  const badLevels = issues.items.length > before;
-  const beforeTargets = issues.items.length;
-  checkLogTargets(p, ctx.cwd, issues.items);
-  const badTargets = issues.items.length > beforeTargets;
-  // with a bad level or log file the logger falls back to the defaults; the problem is still reported
-  let logFlags: ParsedFlags = p;
-  if (badLevels || badTargets) {
-    const values = new Map(p.values);
-    const fallback = [...(badLevels ? ['log_output_level', 'log_stacktrace_level'] : []), ...(badTargets ? ['log_target'] : [])];
-    for (const name of fallback) values.set(name, PROXY_FLAGS.find((f) => f.name === name)!.default);
-    logFlags = { ...p, values };
-  }
-  const log = loggerFromFlags(logFlags, ctx);
+  const { flags, log } = input;
 
-  if (opts.logStartup ?? true) {
-    for (const spec of [...PROXY_FLAGS].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      log.info(`FLAG: --${spec.name}=${goQuote(flagValueText(p, spec.name))}`);
-    }
-    for (const u of p.unknown) log.warn(`ignoring unknown flag ${u} (pilot-agent accepts and ignores unknown flags)`);
-    log.info(`Version ${ISTIO_VERSION}-${ISTIO_GIT_REVISION}-Clean (${AGENT_NAME} ${AGENT_VERSION})`);
-  }
-
-  const typeArg = p.positionals[0] ?? 'sidecar';
+  const typeArg = input.proxyType;
   if (!(PROXY_TYPES as readonly string[]).includes(typeArg)) issues.add('argument proxy type', `invalid proxy Type: ${typeArg}`);
   const proxyType = typeArg as ProxyType;
 
-  const env = parseAgentEnv(ctx.env, issues);
+  const env = parseAgentEnv(input.env, issues);
   if (['aws', 'azure', 'gcp'].includes(env.cloudPlatform)) {
     log.warn(`CLOUD_PLATFORM=${env.cloudPlatform}: platform metadata and locality are not read from the cloud metadata server; the platform is treated as unknown`);
   } else if (env.cloudPlatform !== 'none') {
     log.debug('no CLOUD_PLATFORM: cloud metadata servers are not probed; the platform is treated as unknown');
   }
-  const cwd = ctx.cwd;
+  const cwd = input.cwd;
   const pod = await readPodInfo(cwd, issues);
   const annotations = pod.annotations.values;
 
@@ -230,14 +233,13 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
   }
   const mode = ipMode(nodeIPs);
   const podId = `${env.podName}.${env.podNamespace}`;
-  const domainFlag = p.values.get('domain') as string;
-  const dnsDomain = domainFlag === '' ? `${env.podNamespace}.svc.cluster.local` : domainFlag;
+  const dnsDomain = flags.domain === '' ? `${env.podNamespace}.svc.cluster.local` : flags.domain;
   const nodeId = [proxyType, nodeIPs[0] ?? '', podId, dnsDomain].join('~');
   log.info('Proxy role', { ips: `[${nodeIPs.join(' ')}]`, type: proxyType, id: podId, domain: dnsDomain });
 
   // ProxyConfig layers
   let pc = defaultProxyConfig();
-  const meshFlag = p.values.get('meshConfig') as string;
+  const meshFlag = flags.meshConfig;
   const meshPath = resolve(cwd, meshFlag);
   if (await fileExists(meshPath)) {
     let text = '';
@@ -273,7 +275,7 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
     log.info(`cpu limit detected as ${env.cpuLimit}, setting concurrency`);
     pc.concurrency = env.cpuLimit;
   }
-  const concurrencyFlag = p.values.get('concurrency') as number;
+  const concurrencyFlag = flags.concurrency;
   if (concurrencyFlag < 0 || concurrencyFlag > 2 ** 31 - 1) issues.add('flag --concurrency', `${concurrencyFlag} is out of range`);
   else if (concurrencyFlag !== 0) {
     log.warn(`legacy --concurrency=${concurrencyFlag} flag detected; prefer to use ProxyConfig`);
@@ -285,7 +287,7 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
       `concurrency is set to 0, which will use a thread per CPU on the host. However, CPU limit is set lower. This is not recommended and may lead to performance issues. CPU count: ${hostCpus}, CPU Limit: ${env.cpuLimit}.`,
     );
   }
-  if (pc.serviceCluster === '') pc.serviceCluster = p.values.get('serviceCluster') as string;
+  if (pc.serviceCluster === '') pc.serviceCluster = flags.serviceCluster;
   if (pc.statsdUdpAddress) {
     const resolved = await resolveStatsd(pc.statsdUdpAddress, opts.lookup ?? defaultLookup, log);
     if (resolved === '') delete pc.statsdUdpAddress;
@@ -304,74 +306,59 @@ export async function loadProxyCommand(args: readonly string[], ctx: CliContext,
     } else if (Number(statusAnno) === 0) delete pc.statusPort;
     else pc.statusPort = Number(statusAnno);
   }
-  const templateFile = p.values.get('templateFile') as string;
+  const templateFile = flags.templateFile;
   if (templateFile !== '' && !pc.customConfigFile) pc.proxyBootstrapTemplatePath = templateFile;
 
-  const stsPort = p.values.get('stsPort') as number;
+  const stsPort = flags.stsPort;
   if (stsPort < 0 || stsPort > 65535) issues.add('flag --stsPort', `port ${stsPort} must be in the range 0..65535`);
-  const budget = p.values.get('restart-budget') as number;
+  const budget = flags.restartBudget;
   if (budget < 0) issues.add('flag --restart-budget', `must not be negative (got ${budget})`);
-  const window = p.values.get('restart-budget-window') as number;
+  const window = flags.restartBudgetWindowMs;
   if (window <= 0) issues.add('flag --restart-budget-window', 'must be a positive duration');
 
-  for (const p of nodeMetadataIssues(ctx.env, pc)) {
-    // a variable already reported by the environment parser is not reported twice
-    if (p.source !== p.origin && issues.items.some((i) => i.source === p.origin)) continue;
-    const message = p.path === '' ? p.message : `${p.key}${p.path}: ${p.message}`;
-    if (issues.items.some((i) => i.source === p.source && i.message === message)) continue;
-    issues.add(p.source, message);
-  }
-
   log.info(`Effective config: ${yamlOf(pc)}`);
-  issues.throwIfAny();
 
-  const proxyLogLevel = p.values.get('proxyLogLevel') as string;
-  const proxyComponentLogLevel = p.values.get('proxyComponentLogLevel') as string;
-  const split = splitEnvoyLogLevel(proxyLogLevel, proxyComponentLogLevel, log);
-  const settings = proxySettings(pc);
-  const config: AgentConfig = {
-    proxyType,
-    nodeId,
-    nodeIPs,
-    ipMode: mode,
-    dnsDomain,
-    proxyConfig: pc,
-    proxy: settings,
-    proxyLogLevel,
-    proxyComponentLogLevel,
-    envoyLogLevel: split.level,
-    envoyComponentLogLevel: split.components,
-    logAsJson: p.values.get('log_as_json') as boolean,
-    outlierLogPath: p.values.get('outlierLogPath') as string,
-    stsPort,
-    tokenManagerPlugin: p.values.get('tokenManagerPlugin') as string,
-    templateFile,
-    enableProfiling: p.values.get('profiling') as boolean,
-    env,
-    processEnv: ctx.env,
-    podAnnotations: annotations,
-    podLabels: pod.labels.values,
-    podLabelsFileExists: pod.labels.exists,
-    podAnnotationsFileExists: pod.annotations.exists,
-    paths: agentPaths(cwd, meshPath, settings.configPath, env),
-    bootstrapOnly: p.values.get('bootstrap-only') as boolean,
-    disableHotRestart: p.values.get('disable-hot-restart') as boolean,
-    restartBudget: budget,
-    restartBudgetWindowMs: window,
-    unknownFlags: p.unknown,
-  };
-  // inputs that only the bootstrap renders (stackdriver tracer, LOAD_STATS_CONFIG_JSON, tracer
-  // addresses after annotation overrides) fail here rather than when Envoy is about to start
-  try {
-    bootstrapParams(config);
-  } catch (e) {
-    if (!(e instanceof BootstrapError)) throw e;
-    issues.add('bootstrap', e.message);
+  const agentConfig = (): AgentConfig => {
     issues.throwIfAny();
-  }
-  // processEnv is the caller's object (often process.env): never freeze it
-  for (const [k, v] of Object.entries(config)) if (k !== 'processEnv') deepFreeze(v);
-  return { config: Object.freeze(config), log };
+    const { proxyLogLevel, proxyComponentLogLevel } = flags;
+    const split = splitEnvoyLogLevel(proxyLogLevel, proxyComponentLogLevel, log);
+    const settings = proxySettings(pc);
+    const config: AgentConfig = {
+      proxyType,
+      nodeId,
+      nodeIPs,
+      ipMode: mode,
+      dnsDomain,
+      proxyConfig: pc,
+      proxy: settings,
+      proxyLogLevel,
+      proxyComponentLogLevel,
+      envoyLogLevel: split.level,
+      envoyComponentLogLevel: split.components,
+      logAsJson: flags.logAsJson,
+      outlierLogPath: flags.outlierLogPath,
+      stsPort,
+      tokenManagerPlugin: flags.tokenManagerPlugin,
+      templateFile,
+      enableProfiling: flags.profiling,
+      env,
+      processEnv: input.env,
+      podAnnotations: annotations,
+      podLabels: pod.labels.values,
+      podLabelsFileExists: pod.labels.exists,
+      podAnnotationsFileExists: pod.annotations.exists,
+      paths: agentPaths(cwd, meshPath, settings.configPath, env),
+      bootstrapOnly: flags.bootstrapOnly,
+      disableHotRestart: flags.disableHotRestart,
+      restartBudget: budget,
+      restartBudgetWindowMs: window,
+      unknownFlags: input.unknownFlags,
+    };
+    // processEnv is the caller's object (often process.env): never freeze it
+    for (const [k, v] of Object.entries(config)) if (k !== 'processEnv') deepFreeze(v);
+    return Object.freeze(config);
+  };
+  return { issues: issues.items, proxyConfig: pc, agentConfig };
 }
 
 function proxySettings(pc: ProxyConfig): ProxySettings {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
-import { loadProxyCommand } from '../config/load.js';
+import { loadProxyCommand } from '../cli/proxy-load.js';
 import { ConfigError } from '../lib/errors.js';
 import { resolveIdentitySettings } from './options.js';
 

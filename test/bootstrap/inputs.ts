@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { NetworkInterfaceInfo } from 'node:os';
-import { loadProxyCommand } from '../../src/config/load.js';
+import { loadProxyCommand } from '../../src/cli/proxy-load.js';
 import type { AgentConfig } from '../../src/config/agent-config.js';
 import type { Interfaces } from '../../src/config/network.js';
 import { formatDownwardApi } from '../../src/config/downward-api.js';

@@ -1,3 +1,5 @@
+// The process as a command sees it (streams, environment, signals) and the exit code it returns: shared
+// by the CLI and the agent's composition root.
 import type { EventEmitter } from 'node:events';
 import type { Writable } from 'node:stream';
 
