@@ -178,6 +178,21 @@ export function envoyPids(root) {
     .map((s) => s.pid);
 }
 
+/**
+ * Resident memory split (kB): anonymous (private to the process: heap, stacks, malloc) and file-backed
+ * (the executable's and libraries' pages; shared with every process mapping the same files, e.g. every
+ * sidecar started from one image on a node).
+ */
+export function readRssSplitKb(pid) {
+  try {
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const g = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(st)?.[1] ?? NaN);
+    return { anonKb: g('RssAnon'), fileKb: g('RssFile') + g('RssShmem') };
+  } catch {
+    return { anonKb: NaN, fileKb: NaN };
+  }
+}
+
 /** Summed utime+stime ticks and VmRSS of a set of pids (missing ones count 0). */
 export function usage(pids) {
   let ticks = 0;

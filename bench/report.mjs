@@ -128,12 +128,15 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     L.push('');
     L.push(HEAD);
     L.push(row('idle RSS', 'MiB', 'steady', results, (rs) => flat(rs, (r) => r.idle.rssMiB)));
+    L.push(row('idle RSS: anonymous (private to the agent: heap, stacks, allocations)', 'MiB', 'steady', results, (rs) => flat(rs, (r) => (r.idleSplit ? [r.idleSplit.anonKb / 1024] : []))));
+    L.push(row('idle RSS: file-backed (executable and library pages, shared by every sidecar of one image on a node)', 'MiB', 'steady', results, (rs) => flat(rs, (r) => (r.idleSplit ? [r.idleSplit.fileKb / 1024] : []))));
     L.push(row('idle CPU (per 1 s window)', '%', 'steady', results, (rs) => flat(rs, (r) => r.idle.cpuPctWindows)));
     L.push(row('idle CPU (whole window)', '%', 'steady', results, (rs) => flat(rs, (r) => [r.idle.cpuPct])));
     L.push(row(`RSS under churn (${plan.steady.churnRate} pushes/s)`, 'MiB', 'steady', results, (rs) => flat(rs, (r) => r.churnSeq.usage.rssMiB)));
     L.push(row(`CPU under churn (${plan.steady.churnRate} pushes/s, per 1 s window)`, '%', 'steady', results, (rs) => flat(rs, (r) => r.churnSeq.usage.cpuPctWindows)));
     L.push(row(`CPU during bursts of ${plan.steady.churnBurst} pushes`, '%', 'steady', results, (rs) => flat(rs, (r) => [r.churnBurst.usage.cpuPct])));
     L.push(row('RSS after the large responses (retained)', 'MiB', 'steady', results, (rs) => flat(rs, (r) => [r.finalRss])));
+    L.push(row(`RSS ${plan.steady.afterLargeIdleMs / 1000} s after the large responses (idle again)`, 'MiB', 'steady', results, (rs) => flat(rs, (r) => (r.rssAfterLargeIdle === undefined ? [] : [r.rssAfterLargeIdle]))));
     L.push('');
 
     L.push('## 3. xDS relay: latency, throughput, large responses');

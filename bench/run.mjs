@@ -31,7 +31,7 @@ const quick = opt.quick;
 /** The plan: trial kinds in order, each run for every agent. */
 const PLAN = {
   startup: { kind: 'startup', reps: quick ? 3 : 7, warmup: 1, baseClusters: 50 },
-  steady: { kind: 'steady', runs: quick ? 1 : 2, idleMs: 10_000, settleMs: 3000, baseClusters: 50, churnRate: 20, churnMs: quick ? 5000 : 10_000, churnBurst: 200, burstReps: 3, large: { n: 1000, bytes: 20_000 }, largeReps: quick ? 2 : 3 },
+  steady: { kind: 'steady', runs: quick ? 1 : 2, idleMs: 10_000, settleMs: 3000, baseClusters: 50, churnRate: 20, churnMs: quick ? 5000 : 10_000, churnBurst: 200, burstReps: 3, large: { n: 1000, bytes: 20_000 }, largeReps: quick ? 2 : 3, afterLargeIdleMs: quick ? 20_000 : 60_000 },
   // each run: one trial per agent with the in-repo CA, one with the real istiod as the CA
   cert: { kind: 'cert', runs: quick ? 1 : 3, cas: ['in-repo', 'istiod'], secretTtlS: 16, rotations: quick ? 2 : 3, certTimeoutMs: 20_000 },
   istiod: { kind: 'istiod', reps: quick ? 2 : 5, warmup: 1, serviceEntries: 20, pushes: quick ? 5 : 10, readyTimeoutMs: 30_000 },

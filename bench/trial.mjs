@@ -17,13 +17,13 @@
 //            agent RSS after each phase and after an idle, the peak, and whether every request succeeded
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { agentPids, clockTicks, envoyPids, httpGet, pollUntil, pool, scrape, sleep, startSampler, summarize, usage } from './lib.mjs';
+import { agentPids, clockTicks, envoyPids, httpGet, pollUntil, pool, readRssSplitKb, scrape, sleep, startSampler, summarize, usage } from './lib.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const B = (p) => join(ROOT, 'build', p);
@@ -171,7 +171,9 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN },
 }
 
 function spawnAgent(pod, env) {
-  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [process.execPath, [AGENT_CLI, ...pod.args]];
+  // BENCH_NODE_ARGS: Node.js options for our agent (e.g. --cpu-prof, for scripts/profile-startup.sh)
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [process.execPath, [...nodeArgs, AGENT_CLI, ...pod.args]];
   const t0 = performance.now();
   const child = spawn(cmd, args, { cwd: pod.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -269,6 +271,9 @@ async function startupTrial(cp, res) {
     try {
       const r = await waitReady(agent);
       log(`start ${i < warm ? 'warm-up' : i - warm + 1}: 15021 ${r.ready15021.toFixed(0)} ms, 15020 ${r.ready15020.toFixed(0)} ms`);
+      // BENCH_HEAP_SNAPSHOT (scripts/profile-startup.sh): the agent, run with --heapsnapshot-signal=SIGUSR2
+      // and --diagnostic-dir, writes a heap snapshot of itself once ready
+      if (AGENT === 'ours' && process.env.BENCH_HEAP_SNAPSHOT && i >= warm) await heapSnapshot(agent);
       if (i >= warm) {
         times.ready15021.push(r.ready15021);
         times.ready15020.push(r.ready15020);
@@ -279,6 +284,21 @@ async function startupTrial(cp, res) {
     }
   }
   return { ...res, startup: times };
+}
+
+async function heapSnapshot(agent) {
+  const dir = process.env.BENCH_HEAP_SNAPSHOT;
+  const before = new Set(readdirSync(dir));
+  process.kill(agent.pid, 'SIGUSR2');
+  const done = await pollUntil(async () => {
+    const f = readdirSync(dir).find((n) => !before.has(n) && n.endsWith('.heapsnapshot'));
+    // written when its size stops changing
+    if (!f) return undefined;
+    const a = statSync(join(dir, f)).size;
+    await sleep(200);
+    return a > 0 && statSync(join(dir, f)).size === a ? f : undefined;
+  }, 30_000, 100);
+  log(done ? `heap snapshot ${join(dir, done)}` : 'no heap snapshot within 30 s');
 }
 
 async function steadyTrial(cp, acks, resources, httpClusters, res) {
@@ -295,7 +315,8 @@ async function steadyTrial(cp, acks, resources, httpClusters, res) {
     let s = startSampler(agent.pid, 250);
     await sleep(cfg.idleMs ?? 10_000);
     res.idle = s.stop();
-    log(`idle: cpu ${res.idle.cpuPct.toFixed(2)} %, rss ${res.idle.rssMedianMiB.toFixed(1)} MiB`);
+    res.idleSplit = agentPids(agent.pid).map(readRssSplitKb).reduce((a, b) => ({ anonKb: a.anonKb + b.anonKb, fileKb: a.fileKb + b.fileKb }), { anonKb: 0, fileKb: 0 });
+    log(`idle: cpu ${res.idle.cpuPct.toFixed(2)} %, rss ${res.idle.rssMedianMiB.toFixed(1)} MiB (anonymous ${(res.idleSplit.anonKb / 1024).toFixed(1)}, file-backed ${(res.idleSplit.fileKb / 1024).toFixed(1)})`);
 
     const base = resources.base(httpClusters, cfg.baseClusters ?? 50);
     const push = (extra) => {
@@ -369,6 +390,10 @@ async function steadyTrial(cp, acks, resources, httpClusters, res) {
     res.large = large;
     res.alive = agent.alive();
     res.finalRss = usage(agentPids(agent.pid)).rssKb / 1024;
+    // back to idle: RSS once the agent has sat idle for a while after them
+    await sleep(cfg.afterLargeIdleMs ?? 60_000);
+    res.rssAfterLargeIdle = usage(agentPids(agent.pid)).rssKb / 1024;
+    log(`rss ${res.finalRss.toFixed(1)} MiB after the large responses, ${res.rssAfterLargeIdle.toFixed(1)} MiB ${(cfg.afterLargeIdleMs ?? 60_000) / 1000} s later`);
   } finally {
     await agent.stop();
     await pod.cleanup();

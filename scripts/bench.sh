@@ -11,6 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "bench: needs root (network namespaces); run: sudo npm run bench" >&2
   exit 2
 fi
+bash scripts/peers.sh node
+eval "$(bash scripts/peers.sh env | sed 's/^/export /')"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
@@ -20,8 +22,8 @@ eval "$(bash scripts/peers.sh env | sed 's/^/export /')"
 echo "== build" >&2
 # tsc emits even when some file has type errors; the bench needs build/src and build/test
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); continuing with what it emitted" >&2
-chmod +x build/src/main.js
-for f in build/src/main.js build/test/controlplane/server.js build/test/helpers/pod.js build/test/helpers/istiod.js; do
+node scripts/bundle.mjs
+for f in build/bundle/main.js build/test/controlplane/server.js build/test/helpers/pod.js build/test/helpers/istiod.js; do
   [ -f "$f" ] || { echo "bench: $f missing after the build" >&2; exit 1; }
 done
 

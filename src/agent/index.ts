@@ -1,7 +1,9 @@
-// The composition root: the only place that knows every component. Starts them in pilot-agent's order
-// (status server, xDS proxy, gRPC bootstrap, Envoy bootstrap, Envoy), then waits for the first of:
-// a termination signal, /quitquitquit, or Envoy going away for good. Hot restarts (SIGHUP, POST /restart,
-// a change of the bootstrap inputs on disk) and crash restarts happen in between without the agent exiting.
+// The composition root: the only place that knows every component. Starts what Envoy needs (the XDS and
+// SDS sockets, the bootstraps), then Envoy, then, while Envoy initializes, the components behind those
+// sockets (xDS proxy, workload identity) and the status server: the larger part of the agent's code, loaded
+// only then. Then waits for the first of: a termination signal, /quitquitquit, or Envoy going away for
+// good. Hot restarts (SIGHUP, POST /restart, a change of the bootstrap inputs on disk) and crash restarts
+// happen in between without the agent exiting. docs/performance.md explains the order.
 import { readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,13 +15,20 @@ import { createEnvoyAdmin } from '../envoy/admin.js';
 import { drainForTermination } from '../envoy/drain.js';
 import { createEnvoySupervisor, type SupervisorOutcome } from '../envoy/supervisor.js';
 import { validateBootstrap } from '../envoy/validate.js';
-import { createStatusServer, type StatusServer } from '../status/server.js';
-import { createXdsProxy, resolveXdsProxySettings, type XdsProxy } from '../xds/index.js';
-import { createIdentity, resolveIdentitySettings, type EarlyKey, type Identity } from '../identity/index.js';
+// types and the settings resolvers only (no gRPC, prom-client or chokidar): the components themselves are
+// imported once Envoy has been spawned
+import type { StatusServer } from '../status/server.js';
+import { parseStatusEnv, type StatusEnvConfig } from '../status/config.js';
+import type { XdsProxy } from '../xds/proxy.js';
+import { resolveXdsProxySettings, type XdsProxySettings } from '../xds/options.js';
+import type { Identity } from '../identity/index.js';
+import type { EarlyKey } from '../identity/keys.js';
+import { resolveIdentitySettings, sdsSocketToBind, type IdentitySettings } from '../identity/options.js';
 import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
-import { createAgentMetrics } from '../lib/metrics.js';
+import type { AgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
-import { watchFiles, type FileWatch } from '../lib/watch.js';
+import type { FileWatch } from '../lib/watch.js';
+import { OWNER_ONLY_SOCKET_MODE, listenUds, type UdsListener } from '../lib/uds.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { changesNeedingPodRestart } from './reload.js';
 
@@ -40,11 +49,18 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   const { log, ctx } = o;
   let cfg = o.config;
   const sidecar = cfg.proxyType === 'sidecar';
-  const metrics = createAgentMetrics();
-  // workload identity first: its first key is generated on the thread pool while everything else starts
-  let identity: Identity;
+  // settings first (pure): a bad value stops start-up before anything runs
+  let identitySettings: IdentitySettings;
+  let statusEnv: StatusEnvConfig | undefined;
   try {
-    identity = createIdentity({ settings: resolveIdentitySettings(cfg), log, registry: metrics.registry, processCwd: cfg.paths.cwd, ...(o.earlyKey ? { earlyKey: o.earlyKey } : {}) });
+    identitySettings = resolveIdentitySettings(cfg);
+    if (cfg.proxy.statusPort !== 0) {
+      statusEnv = parseStatusEnv({
+        kubeAppProbers: cfg.env.kubeAppProbers || undefined,
+        prometheusAnnotations: sidecar ? cfg.env.prometheusAnnotations || undefined : undefined,
+        statusPort: cfg.proxy.statusPort,
+      });
+    }
   } catch (e) {
     if (e instanceof ConfigError) {
       ctx.stderr.write(`Error: ${e.message}\n`);
@@ -52,6 +68,11 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     }
     throw e;
   }
+  // the components, created once Envoy has been spawned (startComponents below)
+  let metrics: AgentMetrics | undefined;
+  let identity: Identity | undefined;
+  /** Set once every component runs: restarts are refused before. */
+  let started = false;
   const proxyless = cfg.env.disableEnvoy;
   const ipv6 = cfg.ipMode === 'IPv6';
   const admin = createEnvoyAdmin({
@@ -132,8 +153,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       log.warn('received SIGHUP: hot restart is disabled (--disable-hot-restart); ignoring');
       return;
     }
-    if (!envoy.sup || terminating || quitting) {
-      log.warn(`received SIGHUP ${terminating || quitting ? 'while shutting down' : 'before Envoy started'}; ignoring`);
+    if (!envoy.sup || !started || terminating || quitting) {
+      log.warn(`received SIGHUP ${terminating || quitting ? 'while shutting down' : 'before the agent finished starting'}; ignoring`);
       return;
     }
     hotRestart('SIGHUP').catch(() => undefined);
@@ -147,71 +168,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     ctx.signals.off('SIGHUP', onHup);
   });
 
-  // 1. status server (pilot-agent starts it before everything else)
   let status: StatusServer | undefined;
-  try {
-    if (cfg.proxy.statusPort !== 0) {
-      status = createStatusServer({
-        log,
-        metrics,
-        statusPort: cfg.proxy.statusPort,
-        admin,
-        envoyPrometheusPort: cfg.env.envoyPrometheusPort,
-        mergeEnvoyStats: cfg.env.mergeEnvoyStats,
-        metricsLocalhostOnly: cfg.env.metricsLocalhostAccessOnly,
-        kubeAppProbers: cfg.env.kubeAppProbers || undefined,
-        prometheusAnnotations: sidecar ? cfg.env.prometheusAnnotations || undefined : undefined,
-        podIP: cfg.env.instanceIp || undefined,
-        ipv6,
-        legacyLocalhostProbeDestination: cfg.env.rewriteProbeLegacyLocalhostDestination,
-        readinessChecks: [
-          () => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`),
-          // never ready without a running Envoy (e.g. during a crash-restart back-off)
-          () => {
-            if (proxyless) return undefined;
-            const sup = envoy.sup;
-            const st = sup?.status();
-            if (!sup || !st) return undefined;
-            if (st.state !== 'running' && st.state !== 'draining') return `Envoy is not running (${st.state})`;
-            return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
-          },
-        ],
-        onQuit: () => {
-          quitting = true;
-          envoy.sup?.beginShutdown();
-          stopRequested?.({ kind: 'quit' });
-        },
-        onDrain: () => {
-          log.info('Agent draining proxy');
-          void admin.drainListeners({ inboundOnly: sidecar, graceful: true, skipExit: true }).catch((e: unknown) => log.warn(`Error in invoking drain listeners endpoint: ${errorMessage(e)}`));
-          drained = true;
-        },
-        onRestart: () => hotRestart('POST /restart'),
-        getEnvoyStatus: () => {
-          const s = envoy.sup?.status();
-          return s && { ...s, restarts: s.hotRestarts + s.crashRestarts, hotRestartEnabled, pendingRestarts, ...(deferred ? { deferredRestart: deferred.reason } : {}), ...(lastRestart ? { lastRestart } : {}) };
-        },
-        getXdsStatus: () => xds?.getStatus(),
-        getIdentityStatus: () => identity.status(),
-        noEnvoy: proxyless,
-        onServeError: (err) => {
-          log.error(`status server failed: ${err.message}; terminating`);
-          stopRequested?.({ kind: 'signal', signal: 'status server failure' });
-        },
-        processStartMs: o.processStartMs ?? Date.now(),
-      });
-    }
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      ctx.stderr.write(`Error: ${e.message}\n`);
-      return 255;
-    }
-    throw e;
-  }
-  if (status) {
-    await status.start();
-    cleanups.push(() => status!.close());
-  }
 
   const shutdown = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await c().catch((e: unknown) => log.warn(`cleanup failed: ${errorMessage(e)}`));
@@ -222,15 +179,17 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let overrideJson: string | undefined;
   /** The bootstrap the serving Envoy runs: what a crash restart uses, and what a failed hot restart restores. */
   let committed: { path: string; text: string } | undefined;
+  let xdsListener: UdsListener | undefined;
+  let sdsListener: UdsListener | undefined;
+  let xdsSettings: XdsProxySettings;
   try {
-    // 2. workload identity: the SDS server on ./var/run/secrets/workload-spiffe-uds/socket (unless another
-    // SDS server already answers there, which pilot-agent checks first), and the first certificate
+    // 1. what Envoy needs before it starts, side by side: the XDS socket ./etc/istio/proxy/XDS, the SDS
+    // socket ./var/run/secrets/workload-spiffe-uds/socket (unless another SDS server already answers there,
+    // which pilot-agent checks first), the gRPC and Envoy bootstraps. The sockets listen from here on:
+    // Envoy never finds them missing (it would back off before retrying); what it sends waits, unread,
+    // until the xDS proxy and the SDS server take the connections over (startComponents).
     runtime = await probeBootstrapRuntime(cfg);
-    await identity.start(runtime.workloadSocketExists ?? false);
-    cleanups.push(() => identity.close());
-
-    // 3. xDS proxy on ./etc/istio/proxy/XDS
-    const settings = resolveXdsProxySettings({
+    xdsSettings = resolveXdsProxySettings({
       cwd: cfg.paths.cwd,
       env: cfg.processEnv,
       discoveryAddress: cfg.proxy.discoveryAddress,
@@ -238,25 +197,45 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       proxyMetadata: cfg.proxy.proxyMetadata,
       configPath: cfg.proxy.configPath,
     });
-    // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
-    // (beginHandover) both epochs keep theirs
-    xds = createXdsProxy({ ...settings, log: log.scope('xdsproxy'), metrics });
-    await xds.start();
-    cleanups.push(() => xds!.close());
-
-    // 4. gRPC bootstrap, 5. Envoy bootstrap
-    await writeGrpcBootstrap(cfg, runtime);
-    if (proxyless) {
-      envoyConfigArg = '';
-    } else {
-      const gen = await generateBootstrap(cfg, log, runtime);
-      envoyConfigArg = gen.envoyConfigArg;
-      if (gen.generated) {
-        committed = { path: gen.path, text: await readFile(gen.path, 'utf8') };
-        cleanups.push(() => rm(gen.path, { force: true }));
-      }
-      overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
-    }
+    const sdsPath = sdsSocketToBind(identitySettings, runtime.workloadSocketExists ?? false);
+    const rt = runtime;
+    const xdsPath = xdsSettings.udsPath;
+    const steps = await Promise.allSettled([
+      listenUds(xdsPath, cfg.paths.cwd, xdsSettings.socketMode ?? OWNER_ONLY_SOCKET_MODE).then(
+        (l) => {
+          xdsListener = l;
+          cleanups.push(() => l.close());
+        },
+        (e: unknown) => {
+          throw new AgentError('AGENT_ERR_XDS', `failed to listen on unix socket "${xdsPath}": ${errorMessage(e)}`, { cause: e });
+        },
+      ),
+      sdsPath === undefined
+        ? undefined
+        : listenUds(sdsPath, cfg.paths.cwd).then(
+            (l) => {
+              sdsListener = l;
+              cleanups.push(() => l.close());
+            },
+            (e: unknown) => {
+              throw new AgentError('AGENT_ERR_IO', `SDS grpc server for workload proxies failed to set up UDS: ${sdsPath}: ${errorMessage(e)}`, { cause: e });
+            },
+          ),
+      writeGrpcBootstrap(cfg, rt),
+      proxyless
+        ? Promise.resolve((envoyConfigArg = ''))
+        : (async () => {
+            const gen = await generateBootstrap(cfg, log, rt);
+            envoyConfigArg = gen.envoyConfigArg;
+            if (gen.generated) {
+              committed = { path: gen.path, text: await readFile(gen.path, 'utf8') };
+              cleanups.push(() => rm(gen.path, { force: true }));
+            }
+            overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
+          })(),
+    ]);
+    const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (e) {
     await shutdown();
     const msg = errorMessage(e);
@@ -265,10 +244,104 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     return 255;
   }
 
+  /**
+   * 3. the components behind the sockets, and the status server: loaded and started while Envoy
+   * initializes (in proxyless mode, at once). Returns an exit code when start-up must stop (having stopped
+   * what had started, Envoy included).
+   */
+  const startComponents = async (): Promise<ExitCode | undefined> => {
+    try {
+      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }] = await Promise.all([
+        import('../lib/metrics.js'),
+        import('../identity/index.js'),
+        import('../xds/proxy.js'),
+        import('../status/server.js'),
+      ]);
+      const m = createAgentMetrics();
+      metrics = m;
+      if (statusEnv) {
+        status = createStatusServer({
+          parsedEnv: statusEnv,
+          log,
+          metrics: m,
+          statusPort: cfg.proxy.statusPort,
+          admin,
+          envoyPrometheusPort: cfg.env.envoyPrometheusPort,
+          mergeEnvoyStats: cfg.env.mergeEnvoyStats,
+          metricsLocalhostOnly: cfg.env.metricsLocalhostAccessOnly,
+          kubeAppProbers: cfg.env.kubeAppProbers || undefined,
+          prometheusAnnotations: sidecar ? cfg.env.prometheusAnnotations || undefined : undefined,
+          podIP: cfg.env.instanceIp || undefined,
+          ipv6,
+          legacyLocalhostProbeDestination: cfg.env.rewriteProbeLegacyLocalhostDestination,
+          readinessChecks: [
+            () => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`),
+            // never ready without a running Envoy (e.g. during a crash-restart back-off)
+            () => {
+              if (proxyless) return undefined;
+              const sup = envoy.sup;
+              const st = sup?.status();
+              if (!sup || !st) return undefined;
+              if (st.state !== 'running' && st.state !== 'draining') return `Envoy is not running (${st.state})`;
+              return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
+            },
+          ],
+          onQuit: () => {
+            quitting = true;
+            envoy.sup?.beginShutdown();
+            stopRequested?.({ kind: 'quit' });
+          },
+          onDrain: () => {
+            log.info('Agent draining proxy');
+            void admin.drainListeners({ inboundOnly: sidecar, graceful: true, skipExit: true }).catch((e: unknown) => log.warn(`Error in invoking drain listeners endpoint: ${errorMessage(e)}`));
+            drained = true;
+          },
+          onRestart: () => hotRestart('POST /restart'),
+          getEnvoyStatus: () => {
+            const s = envoy.sup?.status();
+            return s && { ...s, restarts: s.hotRestarts + s.crashRestarts, hotRestartEnabled, pendingRestarts, ...(deferred ? { deferredRestart: deferred.reason } : {}), ...(lastRestart ? { lastRestart } : {}) };
+          },
+          getXdsStatus: () => xds?.getStatus(),
+          getIdentityStatus: () => identity?.status() ?? null,
+          noEnvoy: proxyless,
+          onServeError: (err) => {
+            log.error(`status server failed: ${err.message}; terminating`);
+            stopRequested?.({ kind: 'signal', signal: 'status server failure' });
+          },
+          processStartMs: o.processStartMs ?? Date.now(),
+        });
+      }
+      const ident = createIdentity({ settings: identitySettings, log, registry: m.registry, processCwd: cfg.paths.cwd, ...(o.earlyKey ? { earlyKey: o.earlyKey } : {}) });
+      identity = ident;
+      // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
+      // (beginHandover) both epochs keep theirs
+      const proxy = createXdsProxy({ ...xdsSettings, log: log.scope('xdsproxy'), metrics: m, preconnect: !proxyless, ...(xdsListener ? { listener: xdsListener } : {}) });
+      xds = proxy;
+      const st = status;
+      const steps = await Promise.allSettled([
+        st?.start().then(() => cleanups.push(() => st.close())),
+        ident.start(runtime.workloadSocketExists ?? false, sdsListener).then(() => cleanups.push(() => ident.close())),
+        proxy.start().then(() => cleanups.push(() => proxy.close())),
+      ]);
+      const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      return undefined;
+    } catch (e) {
+      await shutdown();
+      const msg = errorMessage(e);
+      if (!(e instanceof ConfigError)) log.error(`failed to start the agent: ${msg}`);
+      ctx.stderr.write(`Error: ${msg}\n`);
+      return 255;
+    }
+  };
+
   if (proxyless) {
     // DISABLE_ENVOY (proxyless gRPC): no Envoy; the xDS proxy and the certificates in OUTPUT_CERTS serve
     // the application until the agent is told to stop
     log.info('DISABLE_ENVOY is set: running without Envoy (proxyless mode)');
+    const failed = await startComponents();
+    if (failed !== undefined) return failed;
+    started = true;
     const why = await stopped;
     status?.setShuttingDown(why.kind === 'signal' ? `received signal: ${why.signal}` : 'received quitquitquit');
     await shutdown();
@@ -282,7 +355,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     return 0;
   }
 
-  // 6. Envoy
+  // 2. Envoy
   const buildArgs = (hot: HotRestartArgs): string[] =>
     buildEnvoyArgs(
       {
@@ -315,7 +388,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     budget: { max: cfg.restartBudget, windowMs: cfg.restartBudgetWindowMs },
     log,
     onRestart: (_epoch, reason) => {
-      metrics.envoyRestartsTotal.inc({ reason: reason === 'crash' ? 'crash' : 'hot' });
+      metrics?.envoyRestartsTotal.inc({ reason: reason === 'crash' ? 'crash' : 'hot' });
     },
     // the Envoy that earned readiness is gone: readiness must be earned again by the next one
     onCrash: () => status?.resetReadiness(),
@@ -343,23 +416,29 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     return 255;
   }
   void sup.done.then((outcome) => stopRequested?.({ kind: 'envoy', outcome }));
+  {
+    const failed = await startComponents();
+    if (failed !== undefined) return failed;
+  }
+  started = true;
 
   // hot restart: reload the configuration, write the new bootstrap, start the next epoch
   async function hotRestart(reason: string, changed?: readonly string[]): Promise<number> {
     pendingRestarts++;
     const run = restartChain.then(async () => {
       if (quitting || terminating) throw new AgentError('AGENT_ERR_USAGE', 'the agent is shutting down');
+      if (!started) throw new AgentError('AGENT_ERR_USAGE', 'the agent is still starting');
       let next: AgentConfig;
       try {
         next = await o.reload();
       } catch (e) {
-        metrics.configRejectionsTotal.inc({ source: changed?.length ? 'file' : 'reload' });
+        metrics?.configRejectionsTotal.inc({ source: changed?.length ? 'file' : 'reload' });
         log.error(`rejected new configuration (${reason}); keeping the running configuration: ${errorMessage(e)}`);
         throw e;
       }
       const blocked = changesNeedingPodRestart(cfg, next);
       if (blocked.length) {
-        metrics.configRejectionsTotal.inc({ source: 'restart-required' });
+        metrics?.configRejectionsTotal.inc({ source: 'restart-required' });
         const msg = `rejected new configuration (${reason}): changing ${blocked.join(', ')} needs a pod restart; keeping the running configuration`;
         log.error(msg);
         throw new AgentError('AGENT_ERR_CONFIG', msg);
@@ -381,7 +460,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         await writeFileAtomic(candidate, prepared.built.text, 0o644);
         const problem = await validateBootstrap({ binaryPath: next.proxy.binaryPath, cwd: next.paths.cwd, env: envoyEnv, configPath: candidate, configYaml: nextOverride }).finally(() => rm(candidate, { force: true }));
         if (problem) {
-          metrics.configRejectionsTotal.inc({ source: 'envoy' });
+          metrics?.configRejectionsTotal.inc({ source: 'envoy' });
           const msg = `rejected new configuration (${reason}): ${problem}; keeping the running configuration`;
           log.error(msg);
           throw new AgentError('AGENT_ERR_CONFIG', msg);
@@ -410,7 +489,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         xds?.endHandover();
         ({ cfg, envoyConfigArg, overrideJson, committed } = before);
         if (committed) await writeFileAtomic(committed.path, committed.text, 0o644);
-        metrics.configRejectionsTotal.inc({ source: 'envoy' });
+        metrics?.configRejectionsTotal.inc({ source: 'envoy' });
         const msg = `hot restart failed (${reason}): ${errorMessage(e)}; restored the last good bootstrap`;
         log.error(msg);
         throw new AgentError('AGENT_ERR_ENVOY_EXIT', msg, { cause: e });
@@ -428,6 +507,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let watcher: FileWatch | undefined;
   if (hotRestartEnabled) {
     const inputs = [cfg.paths.podAnnotations, cfg.paths.podLabels, cfg.paths.meshConfig].filter((p) => existsSync(dirname(p)));
+    const { watchFiles } = await import('../lib/watch.js');
     watcher = await watchFiles(inputs, (changed) => {
       log.info(`bootstrap inputs changed: ${changed.join(', ')}`);
       hotRestart(`changed ${changed.join(', ')}`, changed).catch(() => undefined);

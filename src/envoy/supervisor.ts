@@ -1,13 +1,17 @@
-// Runs Envoy: spawns it with execa (stdout/stderr passed through), hot-restarts it into a new epoch on
-// request, restarts it in place after a crash (under a budget), and kills every epoch on stop.
+// Runs Envoy: spawns it (stdout/stderr passed through), hot-restarts it into a new epoch on request,
+// restarts it in place after a crash (under a budget), and kills every epoch on stop.
 //
 // Exits, as pilot-agent sees them: the current epoch exiting with code 0 on its own (e.g. a Job's
 // `curl -X POST localhost:15000/quitquitquit`) ends the agent with that code; only a signal or a non-zero
 // code is a crash. Termination wins over every restart path: once `beginShutdown()` or `stop()` is
 // called, no new epoch is started, a launch in flight is killed, and stop() waits for every process.
 // Each Envoy is started through `setpriv --pdeathsig SIGTERM` (when the host has it), so Envoy is told to
-// exit even if the agent itself is killed with SIGKILL.
-import { execa, type ResultPromise } from 'execa';
+// exit even if the agent itself is killed with SIGKILL, and told to when the agent's process exits.
+//
+// Envoy is spawned with node:child_process rather than execa (which the agent uses for istio-iptables):
+// the supervisor needs a pid, an exit code or signal and inherited stdio, nothing execa adds, and loading
+// execa's ~40 modules would sit on the start-up path before Envoy is spawned.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { access, constants, readFile, readdir, rm } from 'node:fs/promises';
@@ -149,11 +153,21 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     throw new AgentError('AGENT_ERR_ENVOY_EXIT', `Envoy did not write its hot-restart base id to ${o.baseIdPath}`);
   }
 
+  // the agent's process exiting (whatever the reason) takes every Envoy with it
+  let exitHook: (() => void) | undefined;
+  function watchProcessExit(): void {
+    if (exitHook) return;
+    exitHook = () => {
+      for (const e of alive()) kill(e, 'SIGTERM');
+    };
+    process.once('exit', exitHook);
+  }
+
   async function launch(hot: HotRestartArgs): Promise<Epoch> {
     const args = o.buildArgs(hot);
     const epochNo = hot.mode === 'epoch' ? hot.epoch : 0;
     log.info(`Envoy command: [${args.join(' ')}]`);
-    let child: ResultPromise<{ stdio: 'inherit'; reject: false }>;
+    let child: ChildProcess;
     // setpriv sets the parent-death signal, then execs Envoy (same pid, same argv); a binary it could not
     // exec would only show as setpriv's exit, so check it here first
     if (wrapper && o.binaryPath.includes('/')) {
@@ -165,7 +179,7 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     }
     const [file, argv] = wrapper ? [wrapper, ['--pdeathsig', 'SIGTERM', '--', o.binaryPath, ...args]] : [o.binaryPath, args];
     try {
-      child = execa(file, argv, { cwd: o.cwd, env: o.env as Record<string, string>, extendEnv: false, stdio: 'inherit', reject: false, cleanup: true });
+      child = spawn(file, argv, { cwd: o.cwd, env: o.env as NodeJS.ProcessEnv, stdio: 'inherit' });
     } catch (e) {
       throw new AgentError('AGENT_ERR_ENVOY_EXIT', `failed to start Envoy (${o.binaryPath}): ${(e as Error).message}`, { cause: e });
     }
@@ -176,8 +190,10 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     if (spawned !== 'ok') {
       throw new AgentError('AGENT_ERR_ENVOY_EXIT', `failed to start Envoy (binaryPath ${o.binaryPath}): ${spawned.message}`, { cause: spawned });
     }
-    const exited = child.then((r) => ({ code: r.exitCode ?? null, signal: r.signal ?? null }));
+    child.on('error', (err) => log.warn(`Envoy process ${child.pid}: ${err.message}`));
+    const exited = new Promise<ExitInfo>((r) => child.once('exit', (code, signal) => r({ code, signal })));
     const ep: Epoch = { epoch: epochNo, pid: child.pid!, startedAt: now(), exited, retiring: false };
+    watchProcessExit();
     epochs.push(ep);
     void exited.then((info) => onExit(ep, info));
     if (state === 'stopping' || state === 'stopped') {
@@ -442,6 +458,8 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
       await restartChain.catch(() => undefined);
       await killAll(0);
       state = 'stopped';
+      if (exitHook) process.off('exit', exitHook);
+      exitHook = undefined;
       await cleanupSharedMemory();
       settle({ kind: 'exited', exit: { code: null, signal: 'SIGKILL' } });
     },

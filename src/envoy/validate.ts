@@ -2,7 +2,6 @@
 // it in front of traffic. Validate mode checks the configuration without binding ports or connecting
 // anywhere; it does not catch everything Envoy checks only when it starts (e.g. stats-matcher regexes), so
 // the supervisor still watches the new epoch until it serves.
-import { execa } from 'execa';
 
 export interface ValidateOptions {
   readonly binaryPath: string;
@@ -18,6 +17,7 @@ export interface ValidateOptions {
 /** Resolves to undefined when Envoy accepts the bootstrap, else to what Envoy said (its last lines). */
 export async function validateBootstrap(o: ValidateOptions): Promise<string | undefined> {
   const args = ['--mode', 'validate', '-c', o.configPath, '-l', 'error', ...(o.configYaml ? ['--config-yaml', o.configYaml] : [])];
+  const { execa } = await import('execa'); // only hot restarts validate: kept off the start-up path
   const r = await execa(o.binaryPath, args, { cwd: o.cwd, env: o.env as Record<string, string>, extendEnv: false, reject: false, all: true, timeout: o.timeoutMs ?? 30_000, maxBuffer: 1024 * 1024 });
   if (r.exitCode === 0) return undefined;
   const out = String(r.all ?? '').trim().split('\n').filter((l) => l.trim() !== '');

@@ -6,14 +6,14 @@
 //   - otherwise the CA (istiod) issues them;
 //   - proxyless (DISABLE_ENVOY): no SDS server, certificates are written to OUTPUT_CERTS and kept fresh.
 import type { Registry } from 'prom-client';
-import { AgentError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { SecretCache, type IdentityStatus } from './cache.js';
 import { createCaClient } from './ca-client.js';
 import { preloadCsrEncoder } from './csr.js';
 import { KeyPool, describeKeySpec, sameKeySpec, type EarlyKey } from './keys.js';
 import { identityMetrics, type IdentityMetrics } from './metrics.js';
-import type { IdentitySettings } from './options.js';
+import { sdsSocketToBind, type IdentitySettings } from './options.js';
+import type { UdsListener } from '../lib/uds.js';
 import { createSdsServer, type SdsServer, type SdsStatus } from './sds-server.js';
 
 export { resolveIdentitySettings } from './options.js';
@@ -35,9 +35,10 @@ export interface IdentityOptions {
 export interface Identity {
   /**
    * Starts serving. `externalSocket` says whether a healthy SDS server already answers on the workload
-   * socket (checked by the caller before anything binds it).
+   * socket (checked by the caller before anything binds it). `listener`: the SDS socket, already bound at
+   * `sdsSocketToBind(settings, externalSocket)` (so that Envoy can start before gRPC is loaded).
    */
-  start(externalSocket: boolean): Promise<void>;
+  start(externalSocket: boolean, listener?: UdsListener): Promise<void>;
   close(): Promise<void>;
   status(): (IdentityStatus & { mode: string; sds: SdsStatus | null; caEndpoint?: string }) | null;
   readonly metrics: IdentityMetrics;
@@ -60,14 +61,11 @@ export function createIdentity(o: IdentityOptions): Identity {
 
   return {
     metrics,
-    async start(externalSocket) {
+    async start(externalSocket, listener) {
       const log = o.log;
       const filesOnly = externalSocket;
-      if (externalSocket) {
-        log.info(`Existing workload SDS socket found at ${s.workloadSocketPath}. Default Istio SDS Server will only serve files`);
-      } else if (!s.defaultSocket) {
-        throw new AgentError('AGENT_ERR_CONFIG', `agent configured for non-default SDS socket path: ${s.workloadSocketPath} but no socket found`);
-      }
+      const socketPath = sdsSocketToBind(s, externalSocket);
+      if (externalSocket) log.info(`Existing workload SDS socket found at ${s.workloadSocketPath}. Default Istio SDS Server will only serve files`);
       const useCa = !filesOnly && !s.fileMounted && s.ca !== undefined;
       let ca;
       if (!useCa) {
@@ -94,9 +92,10 @@ export function createIdentity(o: IdentityOptions): Identity {
       }
       cache = new SecretCache({ settings: s.cache, log: log.scope('cache'), metrics, ...(ca ? { ca } : {}), ...(useCa && keys ? { keys } : {}) });
       mode = s.proxyless ? 'proxyless' : filesOnly ? 'files-only (external workload SDS socket)' : useCa ? 'ca' : 'file-mounted';
-      if (!s.proxyless) {
+      if (socketPath !== undefined) {
         sds = createSdsServer({
-          socketPath: filesOnly ? s.filesSocketPath : s.workloadSocketPath,
+          socketPath,
+          ...(listener ? { listener } : {}),
           source: cache,
           log: log.scope('sds'),
           adsLog: log.scope('ads'),

@@ -6,8 +6,8 @@ import { statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
 import { parseProtoDurationNs } from '../config/gocompat.js';
-import { IssueList } from '../lib/errors.js';
-import { hostOf, osRootCertFile, xdsServerName, type ClientTls } from '../lib/grpc-credentials.js';
+import { AgentError, IssueList } from '../lib/errors.js';
+import { hostOf, osRootCertFile, xdsServerName, type ClientTls } from '../lib/tls-names.js';
 import type { CacheSettings } from './cache.js';
 import { spiffeId } from './csr.js';
 import type { KeySpec } from './keys.js';
@@ -204,4 +204,17 @@ export function resolveIdentitySettings(cfg: AgentConfig, isFile: (absPath: stri
       fileDebounceMs: env.fileDebounceDurationMs,
     },
   };
+}
+
+/**
+ * The socket our SDS server binds: the workload socket, or the files-only socket when another SDS server
+ * (e.g. SPIRE) already answers on the workload socket (`externalSocket`); none in proxyless mode. A
+ * non-default workload socket that nothing serves is pilot-agent's start-up error.
+ */
+export function sdsSocketToBind(s: IdentitySettings, externalSocket: boolean): string | undefined {
+  if (!externalSocket && !s.defaultSocket) {
+    throw new AgentError('AGENT_ERR_CONFIG', `agent configured for non-default SDS socket path: ${s.workloadSocketPath} but no socket found`);
+  }
+  if (s.proxyless) return undefined;
+  return externalSocket ? s.filesSocketPath : s.workloadSocketPath;
 }

@@ -10,7 +10,8 @@ import { existsSync } from 'node:fs';
 import { Metadata, Server, status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { AgentError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { bindGrpcServerOnUds, removeOwnSocket, shutdownGrpcServer, type BoundSocket } from '../lib/uds.js';
+import { listenUds, type UdsListener } from '../lib/uds.js';
+import { serveGrpcOnUds, shutdownGrpcServer } from '../lib/grpc-uds.js';
 import type { SecretItem } from './cache.js';
 import type { IdentityMetrics } from './metrics.js';
 import { isRootResource } from './resources.js';
@@ -29,6 +30,11 @@ export interface SecretSource {
 export interface SdsServerOptions {
   /** Absolute socket path. */
   readonly socketPath: string;
+  /**
+   * The socket, already listening at `socketPath` (lib/uds.ts listenUds, bound before gRPC is loaded so
+   * that Envoy can be started early); bound by `start` when absent. Closed (and removed) by `close`.
+   */
+  readonly listener?: UdsListener;
   readonly source: SecretSource;
   /** Scope `sds`. */
   readonly log: Logger;
@@ -85,7 +91,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
   const streams = new Set<SdsStream>();
   const counts = { streams: 0, responses: 0, nacks: 0, rejected: 0 };
   let server: Server | undefined;
-  let bound: BoundSocket | undefined;
+  let listener: UdsListener | undefined;
   let state: 'new' | 'serving' | 'closing' | 'closed' = 'new';
   let closing: Promise<void> | undefined;
   let unsubscribe: (() => void) | undefined;
@@ -263,7 +269,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
     server = srv;
     log.info('Starting SDS grpc server');
     try {
-      bound = await bindGrpcServerOnUds(srv, o.socketPath, o.processCwd ?? process.cwd());
+      listener = o.listener ?? (await listenUds(o.socketPath, o.processCwd ?? process.cwd()));
     } catch (e) {
       state = 'closed';
       srv.forceShutdown();
@@ -273,6 +279,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
       for (const s of streams) s.push(name);
     });
     state = 'serving';
+    serveGrpcOnUds(srv, listener);
     log.info(`Starting SDS server for ${o.filesOnly ? 'file certificates only' : 'workload certificates'}, will listen on "${o.socketPath}"`);
   }
 
@@ -282,7 +289,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
     unsubscribe?.();
     for (const s of [...streams]) s.end(Status.UNAVAILABLE, 'SDS server is shutting down');
     if (server && wasServing) await shutdownGrpcServer(server, o.closeTimeoutMs ?? 2000);
-    if (bound) await removeOwnSocket(o.socketPath, bound);
+    await (listener ?? o.listener)?.close();
     state = 'closed';
   }
 

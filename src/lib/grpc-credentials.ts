@@ -3,51 +3,19 @@
 // pilot-agent. "System" roots are the operating system's trust store (the first bundle found in the
 // usual places, as Go's crypto/x509 does), not Node's compiled-in Mozilla list.
 import { X509Certificate } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { errorMessage } from './errors.js';
 import { readFileLimited } from './files.js';
 import type { Logger } from './log.js';
+import { osRootCertFile, type ClientTls } from './tls-names.js';
+
+// the settings side (no gRPC), for the modules that only resolve settings
+export { OS_ROOT_CERT_FILES, hostOf, osRootCertFile, xdsServerName, type ClientTls } from './tls-names.js';
 
 /** A projected service-account token is about 1 KiB; anything past this is not a token. */
 const MAX_TOKEN_BYTES = 64 * 1024;
-
-/** TLS settings of one gRPC client. */
-export interface ClientTls {
-  /** PEM file with the roots to trust; null = the operating system's trust store. Re-read for every new connection. */
-  readonly rootCertPath: string | null;
-  /** TLS server name (SNI and the name the server certificate must carry). */
-  readonly serverName: string;
-  /** Client certificate (PROV_CERT or FILE_MOUNTED_CERTS); presented only while parsable and unexpired. */
-  readonly clientCertChainPath?: string;
-  readonly clientKeyPath?: string;
-}
-
-/** Where Linux distributions keep the system CA bundle, in the order Go's crypto/x509 (and pilot-agent) look. */
-export const OS_ROOT_CERT_FILES = [
-  '/etc/ssl/certs/ca-certificates.crt',
-  '/etc/pki/tls/certs/ca-bundle.crt',
-  '/etc/ssl/ca-bundle.pem',
-  '/etc/pki/tls/cacert.pem',
-  '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem',
-  '/etc/ssl/cert.pem',
-  '/usr/local/etc/ssl/cert.pem',
-  '/etc/ssl/certs/ca-certificates',
-] as const;
-
-/** The first OS CA bundle that exists, or '' (pilot-agent's GetOSRootFilePath). */
-export function osRootCertFile(candidates: readonly string[] = OS_ROOT_CERT_FILES): string {
-  for (const p of candidates) {
-    try {
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // next
-    }
-  }
-  return '';
-}
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 
@@ -110,18 +78,4 @@ export async function readBearerToken(tokenPath: string | null, log: Logger): Pr
   }
 }
 
-
-/** Host part of host:port, like Go's net.SplitHostPort; undefined when there is no port. */
-export function hostOf(address: string): string | undefined {
-  const m = /^\[([^\]]*)\]:([^:]*)$/.exec(address) ?? /^([^:]*):([^:]*)$/.exec(address);
-  return m ? m[1] : undefined;
-}
-
-/** The TLS server name pilot-agent uses for istiod (xDS and CA): the address host (`localhost*` => istiod.istio-system.svc), ISTIOD_SAN wins. */
-export function xdsServerName(discoveryAddress: string, istiodSan: string | undefined): string {
-  if (istiodSan) return istiodSan;
-  const host = hostOf(discoveryAddress) ?? '';
-  if (host.includes('localhost')) return 'istiod.istio-system.svc';
-  return host;
-}
 

@@ -5,8 +5,13 @@
 // final mode. No process-wide umask change is needed (that would race with other files the agent writes).
 // Proxyless gRPC applications run as another user and reach ./etc/istio/proxy/XDS through a shared volume,
 // so the agent binds it 0666 in that mode (pilot-agent always uses 0666).
+//
+// listenUds binds such a socket with node:net alone, so the agent can create the XDS and SDS sockets
+// before it has loaded gRPC: Envoy, started right after, finds them listening (a missing socket would put
+// it into its reconnect back-off), and connections that arrive before the gRPC server is ready wait,
+// unread, until it adopts them (lib/grpc-uds.ts).
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
-import { ServerCredentials, type Server as GrpcServer } from '@grpc/grpc-js';
 import { basename, dirname, join, relative } from 'node:path';
 
 /** sizeof(sockaddr_un.sun_path) - 1 on Linux. */
@@ -78,30 +83,62 @@ export async function removeOwnSocket(path: string, sock: BoundSocket): Promise<
   }
 }
 
-/** Binds a grpc-js server on a Unix socket at `path` with `mode`, default owner-only 0600 (see bindOwnerOnlySocket). */
-export async function bindGrpcServerOnUds(server: GrpcServer, path: string, processCwd: string, mode: number = OWNER_ONLY_SOCKET_MODE): Promise<BoundSocket> {
-  return bindOwnerOnlySocket(
+/** Connections held before a server adopts the socket; more are refused (closed) until it does. */
+export const MAX_WAITING_CONNECTIONS = 64;
+
+/** A listening Unix socket whose connections are handed to a server once it is ready. */
+export interface UdsListener {
+  readonly path: string;
+  /**
+   * Hands every connection to `serve`: those waiting since the bind (paused, nothing read yet), then each
+   * new one. Call once.
+   */
+  adopt(serve: (socket: Socket) => void): void;
+  /** Stops accepting, closes connections still waiting, and removes the socket file if it is still ours. */
+  close(): Promise<void>;
+}
+
+/** Binds a listening Unix socket at `path` with `mode` (see bindOwnerOnlySocket); see UdsListener. */
+export async function listenUds(path: string, processCwd: string, mode: number = OWNER_ONLY_SOCKET_MODE): Promise<UdsListener> {
+  const waiting = new Set<Socket>();
+  let serve: ((socket: Socket) => void) | undefined;
+  const server: NetServer = createServer({ pauseOnConnect: true }, (socket) => {
+    if (serve) return serve(socket);
+    if (waiting.size >= MAX_WAITING_CONNECTIONS) return void socket.destroy();
+    socket.on('error', () => undefined);
+    socket.once('close', () => waiting.delete(socket));
+    waiting.add(socket);
+  });
+  const bound = await bindOwnerOnlySocket(
     path,
     (bindPath) =>
       new Promise<void>((resolve, reject) => {
-        server.bindAsync(`unix:${bindPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+        server.once('error', reject);
+        server.listen(bindPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
       }),
     processCwd,
     mode,
   );
-}
-
-/** Graceful stop of a grpc-js server, forced after `timeoutMs` (open streams would otherwise hold it forever). */
-export function shutdownGrpcServer(server: GrpcServer, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, timeoutMs);
-    timer.unref();
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  server.on('error', () => undefined); // accept errors (e.g. EMFILE) are retried by libuv
+  let closed = false;
+  return {
+    path,
+    adopt(s) {
+      if (serve) throw new Error(`${path}: already adopted`);
+      serve = s;
+      for (const socket of waiting) if (!socket.destroyed) s(socket);
+      waiting.clear();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of waiting) socket.destroy();
+      waiting.clear();
+      await removeOwnSocket(path, bound);
+    },
+  };
 }

@@ -16,7 +16,7 @@ import type { Logger } from '../lib/log.js';
 import type { AgentMetrics } from '../lib/metrics.js';
 import { AGENT_NAME, AGENT_VERSION, ISTIO_VERSION } from '../version.js';
 import { AppProbeRunner, type BodyLimitKind } from './app-probe.js';
-import { parseStatusEnv, type AppProber, type PrometheusScrapeConfig } from './config.js';
+import { parseStatusEnv, type AppProber, type PrometheusScrapeConfig, type StatusEnvConfig } from './config.js';
 import { writeMergedMetrics } from './prom-merge.js';
 import { ReadinessProbe, type ReadinessCheck, type ReadinessResult } from './readiness.js';
 
@@ -36,6 +36,8 @@ export interface EnvoyProcessStatus {
 }
 
 export interface StatusServerDeps {
+  /** kubeAppProbers and prometheusAnnotations already parsed (status/config.ts parseStatusEnv); parsed here when absent. */
+  readonly parsedEnv?: StatusEnvConfig;
   /** The default scope: probe results go to its `probes` child scope. */
   readonly log: Logger;
   readonly metrics: AgentMetrics;
@@ -221,11 +223,13 @@ function bodyLimitCounter(metrics: AgentMetrics): (kind: BodyLimitKind) => void 
 
 /** Parses the environment inputs; throws ConfigError (naming ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS). */
 export function createStatusServer(deps: StatusServerDeps): StatusServer {
-  const env = parseStatusEnv({
-    kubeAppProbers: deps.kubeAppProbers,
-    prometheusAnnotations: deps.prometheusAnnotations,
-    statusPort: deps.statusPort,
-  });
+  const env =
+    deps.parsedEnv ??
+    parseStatusEnv({
+      kubeAppProbers: deps.kubeAppProbers,
+      prometheusAnnotations: deps.prometheusAnnotations,
+      statusPort: deps.statusPort,
+    });
   return new StatusServerImpl(deps, env.appProbers, env.prometheus);
 }
 

@@ -5,7 +5,7 @@ import { statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseGoDuration } from '../lib/duration.js';
 import { IssueList } from '../lib/errors.js';
-import { hostOf, xdsServerName, type ClientTls } from '../lib/grpc-credentials.js';
+import { hostOf, xdsServerName, type ClientTls } from '../lib/tls-names.js';
 
 export { hostOf, xdsServerName };
 

@@ -24,7 +24,8 @@ import { xdsProxyMetrics, type XdsProxyMetrics } from './metrics.js';
 import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
 import { DELTA_METHOD, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
-import { OWNER_ONLY_SOCKET_MODE, bindGrpcServerOnUds, checkSocketMode, removeOwnSocket, shutdownGrpcServer, type BoundSocket } from '../lib/uds.js';
+import { OWNER_ONLY_SOCKET_MODE, checkSocketMode, listenUds, type UdsListener } from '../lib/uds.js';
+import { serveGrpcOnUds, shutdownGrpcServer } from '../lib/grpc-uds.js';
 import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
 
@@ -81,6 +82,18 @@ export interface XdsProxyOptions {
    * `resolveXdsProxySettings` sets it from DISABLE_ENVOY.
    */
   readonly socketMode?: number;
+  /**
+   * The socket, already listening at `udsPath` (lib/uds.ts listenUds, bound before gRPC is loaded so that
+   * Envoy can be started early); bound by `start` when absent. Closed (and removed) by `close`.
+   */
+  readonly listener?: UdsListener;
+  /**
+   * Connect to istiod when the proxy starts, before Envoy's first stream arrives, which then gets this
+   * connection (still its own, as pilot-agent dials one per stream: later streams dial theirs). Saves the
+   * TLS handshake on Envoy's start-up path. An unused connection is closed after `preconnectIdleMs`.
+   */
+  readonly preconnect?: boolean;
+  readonly preconnectIdleMs?: number;
 }
 
 export interface XdsTypeStatus {
@@ -211,6 +224,8 @@ interface ProxyCore {
   types: Map<string, XdsTypeStatus>;
   lastError?: { at: string; message: string };
   unregister(s: Session): void;
+  /** The connection opened at start (`preconnect`), once: the first stream's. */
+  takeWarmChannel(): Promise<Channel> | undefined;
 }
 
 /**
@@ -349,7 +364,7 @@ class Session {
     const { cfg } = this.core;
     let md: Metadata;
     try {
-      this.channel = await openUpstreamChannel(cfg, this.log);
+      this.channel = (await this.core.takeWarmChannel()) ?? (await openUpstreamChannel(cfg, this.log));
       this.channelCounted = true;
       this.core.held.upstreamChannels++;
       md = await upstreamMetadata(cfg, this.log);
@@ -368,7 +383,9 @@ class Session {
       this.closeChannel();
       return;
     }
+    // a connection opened at start (preconnect) may be up already: watch from the state it is in now
     this.watchConnectivity(this.channel, connectivityState.IDLE);
+    if (this.channel.getConnectivityState(false) === connectivityState.READY) this.onUpstreamReady();
     const call = this.channel.createCall(this.delta ? DELTA_METHOD : SOTW_METHOD, Infinity, undefined, null, null);
     this.call = call;
     call.start(md, {
@@ -386,13 +403,16 @@ class Session {
     this.flushRequests();
   }
 
+  private onUpstreamReady(): void {
+    if (this.upstreamReady || this.finished) return;
+    this.upstreamReady = true;
+    this.log.info(`connected to ${this.delta ? 'delta ' : ''}upstream XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
+  }
+
   private watchConnectivity(channel: Channel, current: connectivityState): void {
     channel.watchConnectivityState(current, Infinity, () => {
       const next = channel.getConnectivityState(false);
-      if (next === connectivityState.READY && !this.upstreamReady && !this.finished) {
-        this.upstreamReady = true;
-        this.log.info(`connected to ${this.delta ? 'delta ' : ''}upstream XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
-      }
+      if (next === connectivityState.READY) this.onUpstreamReady();
       if (next !== connectivityState.SHUTDOWN) this.watchConnectivity(channel, next);
     });
   }
@@ -676,7 +696,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   const newest = (): Session | undefined => [...active].at(-1);
   let nextId = 0;
   let server: Server | undefined;
-  let bound: BoundSocket | undefined;
+  let listener: UdsListener | undefined;
   let state: 'new' | 'starting' | 'serving' | 'closing' | 'closed' = 'new';
   let closing: Promise<void> | undefined;
 
@@ -693,6 +713,12 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
       held.sessionObjects--;
     }),
     types: new Map(),
+    takeWarmChannel() {
+      const w = warm;
+      warm = undefined;
+      if (w) clearTimeout(w.idle);
+      return w?.channel;
+    },
     unregister(s) {
       active.delete(s);
       if (handover?.waitingFor.delete(s) && handover.waitingFor.size === 0) endHandover("the previous epoch's streams ended");
@@ -740,6 +766,26 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     s.run();
   };
 
+  /** The connection opened at start, until the first stream takes it (see `preconnect`). */
+  let warm: { channel: Promise<Channel>; idle: NodeJS.Timeout } | undefined;
+  function preconnect(): void {
+    // a failure here shows when the first stream takes it: it then dials again, and reports that attempt
+    const channel = openUpstreamChannel(cfg, log)
+      .then((ch) => {
+        ch.getConnectivityState(true); // connect now
+        return ch;
+      })
+      .catch(() => openUpstreamChannel(cfg, log));
+    channel.catch(() => undefined);
+    const idle = setTimeout(() => {
+      if (warm?.channel !== channel) return;
+      warm = undefined;
+      void channel.then((ch) => ch.close(), () => undefined);
+    }, opts.preconnectIdleMs ?? 30_000);
+    idle.unref();
+    warm = { channel, idle };
+  }
+
   async function start(): Promise<void> {
     if (state !== 'new') throw new AgentError('AGENT_ERR_XDS', 'xds proxy already started');
     state = 'starting';
@@ -757,13 +803,15 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     });
     server = srv;
     try {
-      bound = await bindGrpcServerOnUds(srv, opts.udsPath, opts.processCwd ?? process.cwd(), socketMode);
+      listener = opts.listener ?? (await listenUds(opts.udsPath, opts.processCwd ?? process.cwd(), socketMode));
     } catch (e) {
       state = 'closed';
       srv.forceShutdown();
       throw new AgentError('AGENT_ERR_XDS', `failed to listen on unix socket "${opts.udsPath}": ${errorMessage(e)}`, { cause: e });
     }
     state = 'serving';
+    if (opts.preconnect) preconnect();
+    serveGrpcOnUds(srv, listener);
     log.info(`xds proxy listening on ${opts.udsPath} (mode 0${socketMode.toString(8)})`);
   }
 
@@ -775,9 +823,10 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
       handover = undefined;
     }
     for (const s of [...active]) s.finish({ code: Status.UNAVAILABLE, details: 'xds proxy is shutting down' });
+    void core.takeWarmChannel()?.then((ch) => ch.close(), () => undefined);
     const srv = server;
     if (srv && wasServing) await shutdownGrpcServer(srv, closeTimeoutMs);
-    if (bound) await removeOwnSocket(opts.udsPath, bound);
+    await (listener ?? opts.listener)?.close();
     state = 'closed';
   }
 

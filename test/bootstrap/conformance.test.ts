@@ -1,5 +1,5 @@
 // Bootstrap conformance with Istio 1.30.3's 26 golden bootstraps (../shared/conformance/bootstrap):
-//  1. the shared checker, exactly as documented: `check.sh 'node build/src/main.js'` => 26/26;
+//  1. the shared checker, exactly as documented: `check.sh 'node build/bundle/main.js'` => 26/26;
 //  2. stricter: each case run in a network namespace whose interfaces hold exactly the test's
 //     instance IPs (10.4.4.4, 10.5.5.5, 10.6.6.6 after INSTANCE_IP 10.3.3.3), compared with the
 //     stats matcher included (--strict-matcher) and INSTANCE_IPS checked without normalisation.

@@ -12,8 +12,8 @@ export const REPO_ROOT = (() => {
   return d;
 })();
 
-/** The built CLI, as the container runs it. */
-export const AGENT_CLI = join(REPO_ROOT, 'build', 'src', 'main.js');
+/** The built CLI, as the container runs it: the bundle (scripts/bundle.mjs) of tsc's output. */
+export const AGENT_CLI = join(REPO_ROOT, 'build', 'bundle', 'main.js');
 export const SHARED_DIR = resolve(REPO_ROOT, '..', 'shared');
 
 let cached: Record<string, string> | undefined;

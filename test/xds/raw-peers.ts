@@ -3,7 +3,7 @@
 // that writes `grpc-message` exactly as grpc-go does, and an HTTP/2 client that reads the proxy's raw
 // status headers or stops reading mid-response.
 import { execFileSync } from 'node:child_process';
-import { connect as h2connect, createServer as h2createServer, constants as h2c, type ClientHttp2Session, type ClientHttp2Stream, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
+import { connect as h2connect, createServer as h2createServer, constants as h2c, type ClientHttp2Session, type ClientHttp2Stream, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import {
   Metadata,
@@ -227,7 +227,7 @@ export class RawUpstream {
 export async function startRefusingUpstream(code: number, message: string): Promise<{ address: string; refused: number; stop(): Promise<void> }> {
   const state = { refused: 0 };
   const server: Http2Server = h2createServer();
-  server.on('stream', (stream) => {
+  server.on('stream', (stream: ServerHttp2Stream) => {
     state.refused++;
     stream.on('error', () => undefined);
     stream.respond(
@@ -443,7 +443,7 @@ export async function failNextUdsResponseWrite(): Promise<{ fired(): boolean; re
 async function serverHttp2StreamPrototype(): Promise<{ write?: unknown }> {
   const server = h2createServer();
   const got = new Promise<{ write?: unknown }>((resolve) =>
-    server.once('stream', (st) => {
+    server.once('stream', (st: ServerHttp2Stream) => {
       resolve(Object.getPrototypeOf(st) as { write?: unknown });
       st.respond({ [h2c.HTTP2_HEADER_STATUS]: 200 }, { endStream: true });
     }),
