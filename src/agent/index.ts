@@ -29,6 +29,7 @@ import type { AgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
 import type { FileWatch } from '../lib/watch.js';
 import { OWNER_ONLY_SOCKET_MODE, listenUds, type UdsListener } from '../lib/uds.js';
+import { releaseMemorySoon } from '../lib/gc.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { changesNeedingPodRestart } from './reload.js';
 
@@ -315,7 +316,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       identity = ident;
       // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
       // (beginHandover) both epochs keep theirs
-      const proxy = createXdsProxy({ ...xdsSettings, log: log.scope('xdsproxy'), metrics: m, preconnect: !proxyless, ...(xdsListener ? { listener: xdsListener } : {}) });
+      const proxy = createXdsProxy({ ...xdsSettings, log: log.scope('xdsproxy'), metrics: m, preconnect: !proxyless, onLargeResponse: () => releaseMemorySoon(), ...(xdsListener ? { listener: xdsListener } : {}) });
       xds = proxy;
       const st = status;
       const steps = await Promise.allSettled([

@@ -74,6 +74,9 @@ export interface XdsProxyOptions {
   readonly closeTimeoutMs?: number;
   /** A single write to Envoy slower than this is logged (default 10 s, as pilot-agent). */
   readonly slowSendWarnMs?: number;
+  /** Called after a response of `largeMessageBytes` (default 1 MiB) or more was received from istiod. */
+  readonly onLargeResponse?: (bytes: number) => void;
+  readonly largeMessageBytes?: number;
   /** Working directory of this process, used only to shorten an over-long socket path for bind(2). */
   readonly processCwd?: string;
   /**
@@ -216,6 +219,8 @@ interface ProxyCore {
   readonly metrics: XdsProxyMetrics;
   readonly agentTypes: ReadonlyMap<string, AgentTypeHandler>;
   readonly slowSendWarnMs: number;
+  readonly largeMessageBytes: number;
+  readonly onLargeResponse: ((bytes: number) => void) | undefined;
   readonly counts: { streams: number; requests: number; responses: number; upstreamFailures: number; upstreamErrors: number; downstreamErrors: number };
   /** Live resource counts (XdsProxyStatus.resources). */
   readonly held: { upstreamChannels: number; sendTimers: number; sessionObjects: number };
@@ -483,6 +488,7 @@ class Session {
 
   private async onUpstreamResponse(buf: Buffer): Promise<void> {
     if (this.finished) return;
+    if (buf.length >= this.core.largeMessageBytes) this.core.onLargeResponse?.(buf.length);
     this.core.metrics.xdsProxyResponses.inc();
     this.core.counts.responses++;
     let s;
@@ -707,6 +713,8 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     metrics: opts.metrics ?? xdsProxyMetrics(new Registry()),
     agentTypes: new Map((opts.agentTypes ?? []).map((h) => [h.typeUrl, h])),
     slowSendWarnMs: opts.slowSendWarnMs ?? 10_000,
+    largeMessageBytes: opts.largeMessageBytes ?? 1024 * 1024,
+    onLargeResponse: opts.onLargeResponse,
     counts: { streams: 0, requests: 0, responses: 0, upstreamFailures: 0, upstreamErrors: 0, downstreamErrors: 0 },
     held,
     sessionFinalizer: new FinalizationRegistry<undefined>(() => {

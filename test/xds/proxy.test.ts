@@ -400,9 +400,10 @@ void describe('xds proxy: upstream failures', () => {
 });
 
 void describe('xds proxy: large responses', () => {
-  void it('relays a 30 MB response byte for byte (SotW and Delta)', async () => {
+  void it('relays a 30 MB response byte for byte (SotW and Delta), and reports each large response (onLargeResponse)', async () => {
     const cp = await startControlPlane();
-    const h = await harness(cp);
+    const large: number[] = [];
+    const h = await harness(cp, { onLargeResponse: (bytes) => large.push(bytes) });
     try {
       const blob = 'x'.repeat(10_000);
       const clusters = Array.from({ length: 3000 }, (_, i) => ({
@@ -441,6 +442,9 @@ void describe('xds proxy: large responses', () => {
         c.close();
       }
       assert.ok(h.lines.some((l) => l.includes('upstream response') && l.includes('resources=3000')));
+      // one report per large response (SotW, then Delta), with its size
+      assert.equal(large.length, 2, String(large));
+      for (const b of large) assert.ok(b > total, `${b} bytes reported for a ${total}-byte payload`);
     } finally {
       await h.close();
       await cp.stop();
