@@ -41,7 +41,7 @@ ENV NODE_COMPILE_CACHE=/opt/meshagent/compile-cache
 RUN ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/agent \
  && ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/pilot-agent \
  && agent version \
- && node --input-type=module -e "for (const f of (await import('node:fs')).readdirSync('/opt/meshagent/build/bundle/chunks')) if (f.startsWith('agent-') || f.startsWith('proxy-')) await import('/opt/meshagent/build/bundle/chunks/' + f)" \
+ && node --input-type=module -e "const d = '/opt/meshagent/build/bundle/chunks/'; for (const f of (await import('node:fs')).readdirSync(d)) await import(d + f)" \
  && chmod -R a+rX /opt/meshagent
 # the container's working directory is / and the agent uses relative paths (./etc/istio/proxy, ...)
 WORKDIR /
