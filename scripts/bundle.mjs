@@ -47,6 +47,19 @@ const noOtelApi = {
   },
 };
 
+// prom-client's index loads its Pushgateway client (node:http, node:https, node:zlib and node:url with it)
+// although the agent never pushes: the metrics are scraped from the status port. The stub throws if used.
+const noPushgateway = {
+  name: 'no-pushgateway',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/lib\/pushgateway$/ }, (args) => (args.importer.includes('prom-client') ? { path: 'pushgateway-stub', namespace: 'stub' } : undefined));
+    b.onLoad({ filter: /^pushgateway-stub$/, namespace: 'stub' }, () => ({
+      contents: "module.exports = class Pushgateway { constructor() { throw new Error('prom-client Pushgateway is not bundled (the agent is scraped, it never pushes)'); } };",
+      loader: 'js',
+    }));
+  },
+};
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'build', 'bundle');
 await rm(outdir, { recursive: true, force: true });
@@ -62,7 +75,7 @@ const result = await build({
   chunkNames: 'chunks/[name]-[hash]',
   // CommonJS dependencies (grpc-js, prom-client, node-forge) call require() for Node's built-in modules
   banner: { js: "import { createRequire as __agentCreateRequire } from 'node:module'; const require = __agentCreateRequire(import.meta.url);" },
-  plugins: [builtinsViaRequire, noProtoLoader, noOtelApi],
+  plugins: [builtinsViaRequire, noProtoLoader, noOtelApi, noPushgateway],
   sourcemap: 'linked',
   metafile: true,
   legalComments: 'none',

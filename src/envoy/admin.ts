@@ -1,7 +1,13 @@
 // Typed client for Envoy's admin API on 127.0.0.1:<proxyAdminPort> (or [::1]). Every call is bounded by a
 // timeout and fails with an EnvoyAdminError naming the URL; nothing is left running after a call settles.
 // Connections are not pooled (Connection: close), so no socket outlives its call.
-import { request as httpRequest, type ClientRequest } from 'node:http';
+import type { ClientRequest } from 'node:http';
+import { createRequire } from 'node:module';
+
+// node:http is loaded on the first call, not with this module: the agent creates its admin client before
+// spawning Envoy and calls it only afterwards, and compiling node:http takes several ms of start-up.
+let http: typeof import('node:http') | undefined;
+const loadHttp = (): typeof import('node:http') => (http ??= createRequire(import.meta.url)('node:http') as typeof import('node:http'));
 
 export const DEFAULT_ADMIN_TIMEOUT_MS = 2000;
 
@@ -103,7 +109,7 @@ function doRequest(method: 'GET' | 'POST', url: string, timeoutMs: number): Prom
     };
     let req: ClientRequest | undefined;
     try {
-      req = httpRequest(url, { method, agent: false, signal, headers: { connection: 'close' } }, (res) => {
+      req = loadHttp().request(url, { method, agent: false, signal, headers: { connection: 'close' } }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {

@@ -4,8 +4,8 @@
 // at the peak for as long as the pod lives. One full collection a few seconds after such a response (once
 // for a burst of them) returns it. V8 exposes that collection only behind --expose-gc, which can be turned
 // on at run time; the function it defines is taken from a fresh context, so no global `gc` appears.
+import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 
 let collect: (() => void) | undefined;
 let timer: NodeJS.Timeout | undefined;
@@ -13,7 +13,9 @@ let timer: NodeJS.Timeout | undefined;
 function fullGc(): void {
   if (!collect) {
     setFlagsFromString('--expose-gc');
-    collect = runInNewContext('gc') as () => void;
+    // node:vm is loaded only here, on the first large response, not at start-up
+    const vm = createRequire(import.meta.url)('node:vm') as typeof import('node:vm');
+    collect = vm.runInNewContext('gc') as () => void;
   }
   collect();
 }
