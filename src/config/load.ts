@@ -3,7 +3,7 @@
 // --meshConfig file, PROXY_CONFIG, annotation) -> post-processing -> validation. Every problem found on
 // the way is collected and returned, so that the caller reports them in one ConfigError together with
 // its own (the flags before, the bootstrap's checks of the result after).
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { createRequire } from 'node:module';
 import { stat } from 'node:fs/promises';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -194,8 +194,11 @@ async function resolveStatsd(addr: string, lookup: (host: string) => Promise<str
   return pick.includes(':') ? `[${pick}]:${Number(port)}` : `${pick}:${Number(port)}`;
 }
 
-const defaultLookup = async (host: string): Promise<string[]> =>
-  (await dnsLookup(host, { all: true, verbatim: true })).map((a) => a.address);
+// node:dns is loaded only when a statsd address is configured, not on every start-up
+const defaultLookup = async (host: string): Promise<string[]> => {
+  const dns = createRequire(import.meta.url)('node:dns/promises') as typeof import('node:dns/promises');
+  return (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+};
 
 function yamlOf(pc: ProxyConfig): string {
   return yamlStringify(proxyConfigToJson(pc), { sortMapEntries: true, lineWidth: 0 });
