@@ -117,7 +117,10 @@ EOF
 BUILD_ARGS=()
 PULL=(--pull=never)
 if [ "$BASES" = auto ]; then
-  if registry_reachable; then BASES=registry; else log "no container registry reachable: making local base images"; BASES=local; fi
+  # local bases made by an earlier run: no registry was reachable then, do not wait for one again
+  if podman image exists "$LOCAL_DEBIAN" && podman image exists "$LOCAL_NODE"; then BASES=local
+  elif registry_reachable; then BASES=registry
+  else log "no container registry reachable: making local base images"; BASES=local; fi
 fi
 if [ "$BASES" = local ]; then
   local_debian
@@ -135,5 +138,7 @@ podman build "${BUILD_OPTS[@]}" "${PULL[@]}" "${NO_CACHE[@]}" --layers "${BUILD_
 log "built $IMAGE in $(( $(date +%s) - start )) s"
 
 echo "== $IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }'), per layer:"
-podman history --no-trunc --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | awk -F'\t' '$1 != "0B" && $1 != "0 B" { c = $2; gsub(/^\/bin\/sh -c (#\(nop\) )?/, "", c); printf "  %10s  %s\n", $1, substr(c, 1, 110) }'
+podman history --no-trunc --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | awk -F'\t' '$1 != "0B" && $1 != "0 B" {
+  c = $2; sub(/^\/bin\/sh -c (#\(nop\) )?/, "", c); sub(/^(COPY|ADD) (dir|file):[0-9a-f]+ in /, "COPY/ADD -> ", c); gsub(/  +/, " ", c)
+  printf "  %10s  %s\n", $1, substr(c, 1, 100) }'
 podman run --rm "${PODMAN_RUN_OPTS[@]}" --network=none "$IMAGE" version
