@@ -62,9 +62,9 @@ fi
 BUILD_OPTS=("${PODMAN_RUN_OPTS[@]}" --network=host "${BUILD_MOUNTS[@]}")
 
 registry_reachable() {
-  podman image exists docker.io/library/debian:bookworm-slim && podman image exists docker.io/library/node:26-bookworm-slim && return 0
-  timeout 60 podman pull -q docker.io/library/debian:bookworm-slim >/dev/null 2>&1 &&
-    timeout 300 podman pull -q docker.io/library/node:26-bookworm-slim >/dev/null 2>&1
+  podman image exists debian:bookworm-slim && podman image exists node:26-bookworm-slim && return 0
+  timeout 60 podman pull -q debian:bookworm-slim >/dev/null 2>&1 &&
+    timeout 300 podman pull -q node:26-bookworm-slim >/dev/null 2>&1
 }
 
 local_debian() {

@@ -77,7 +77,12 @@ export function ensureImage(): void {
     if (spawnSync('podman', ['image', 'exists', IMAGE]).status !== 0) throw new Error(`MESHAGENT_IMAGE=${IMAGE} is not in podman's image store`);
     return;
   }
-  execFileSync('bash', [join(REPO_ROOT, 'scripts', 'image.sh'), '--tag', IMAGE], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 30 * 60_000 });
+  try {
+    execFileSync('bash', [join(REPO_ROOT, 'scripts', 'image.sh'), '--tag', IMAGE], { stdio: ['ignore', 'inherit', 'inherit'], timeout: 30 * 60_000 });
+  } catch (e) {
+    // inside a network namespace the build steps that download (npm ci, apt-get, pip) have no network
+    throw new Error(`scripts/image.sh failed (${(e as Error).message.split('\n')[0]}); where the tests run in a network namespace, build the image outside it first (bash scripts/image.sh) or set MESHAGENT_IMAGE`);
+  }
 }
 
 /** `podman run` args of the istio-init container in the pod's network namespace. */
