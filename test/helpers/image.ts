@@ -17,8 +17,8 @@ export const IMAGE = process.env.MESHAGENT_IMAGE ?? 'localhost/meshagent:latest'
 /** Options every `podman run` needs on these machines (see above). */
 export const PODMAN_RUN_OPTS: readonly string[] = ['--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
 
-/** The injector's security context of istio-init: root, NET_ADMIN and NET_RAW only. */
-export const INIT_SECURITY: readonly string[] = ['--user', '0:0', '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN,NET_RAW'];
+/** The injector's security context of istio-init: root, NET_ADMIN and NET_RAW only, no privilege escalation. */
+export const INIT_SECURITY: readonly string[] = ['--user', '0:0', '--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN,NET_RAW', '--security-opt', 'no-new-privileges'];
 
 /** The injector's security context of istio-proxy: uid/gid 1337, no capabilities, no privilege escalation, read-only root. */
 export const PROXY_SECURITY: readonly string[] = ['--user', '1337:1337', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--read-only', '--read-only-tmpfs=false'];
@@ -55,17 +55,16 @@ function probe(): string | undefined {
     const r = spawnSync('sh', ['-c', CGROUP_MOUNT_SCRIPT], { encoding: 'utf8' });
     if (r.status !== 0) return `no cgroup mounts under /sys/fs/cgroup and mounting them failed: ${r.stderr.trim()}`;
   }
-  const t = spawnSync('podman', ['run', '--rm', ...PODMAN_RUN_OPTS, '--network=none', '--pull=never', '--entrypoint', '/bin/true', ...baseImageProbe()], { encoding: 'utf8', timeout: 120_000 });
-  if (t.status !== 0) return `podman cannot run a container here: ${(t.stderr || String(t.error ?? '')).trim().split('\n').slice(-3).join(' | ')}`;
-  return undefined;
-}
-
-// any image that has /bin/true: the image under test if present, else the local Debian base
-function baseImageProbe(): string[] {
-  for (const img of [IMAGE, 'localhost/meshagent-base/debian:bookworm-minbase']) {
-    if (spawnSync('podman', ['image', 'exists', img]).status === 0) return [img];
+  // a container from any image at hand with /bin/true (none yet on a fresh machine: the build tells)
+  const img = [IMAGE, 'localhost/meshagent-base/debian:bookworm-minbase'].find((i) => spawnSync('podman', ['image', 'exists', i]).status === 0);
+  if (img) {
+    const t = spawnSync('podman', ['run', '--rm', ...PODMAN_RUN_OPTS, '--network=none', '--pull=never', '--entrypoint', '/bin/true', img], { encoding: 'utf8', timeout: 120_000 });
+    if (t.status !== 0) return `podman cannot run a container here: ${(t.stderr || String(t.error ?? '')).trim().split('\n').slice(-3).join(' | ')}`;
+  } else {
+    const i = spawnSync('podman', ['info'], { encoding: 'utf8', timeout: 60_000 });
+    if (i.status !== 0) return `podman info failed: ${(i.stderr || String(i.error ?? '')).trim().split('\n').slice(-3).join(' | ')}`;
   }
-  return [IMAGE];
+  return undefined;
 }
 
 /**
