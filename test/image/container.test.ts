@@ -81,7 +81,7 @@ void describe('container image: built from the Dockerfile, run by podman as isti
       return parts.join('\n');
     };
 
-    void it('istio-init captured the pod\'s traffic; istio-proxy reaches ready, on 15021 as the kubelet probes it, with its workload certificate from istiod', async () => {
+    void it('istio-init captured the pod\'s traffic; istio-proxy reaches ready, on 15021 as the kubelet probes it and for `pilot-agent wait`, with its workload certificate from istiod', async () => {
       await Promise.all([img.ready(READY_MS), go.ready(READY_MS)]);
       // the kubelet's readiness probe: Envoy's 15021 (-> the agent's 15020), on the pod's IP
       const probe = await img.netns.fetch(`http://${img.ip}:15021/healthz/ready`);
@@ -91,6 +91,9 @@ void describe('container image: built from the Dockerfile, run by podman as isti
         return u.length ? u : undefined;
       }, () => diag(img));
       assert.deepEqual([...new Set(uris)], [img.spiffeId]);
+      // holdApplicationUntilProxyStarts: the injector's postStart hook execs `pilot-agent wait` in the container
+      const waited = spawnSync('podman', ['exec', containerName(img.netns.name), 'pilot-agent', 'wait', '--timeoutSeconds', '30'], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(waited.status, 0, `pilot-agent wait: ${waited.stdout}${waited.stderr}`);
       // the capture rules istio-init wrote (NAT table of the pod's namespace)
       const nat = spawnSync('ip', ['netns', 'exec', img.netns.name, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' }).stdout;
       assert.match(nat, /-A ISTIO_OUTPUT .*--uid-owner 1337 -j RETURN/);
