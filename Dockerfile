@@ -35,7 +35,7 @@ RUN apt-get update \
 
 # 3. the node executable without its symbol tables and debug sections (150 -> 116 MB; what is loaded
 # at run time is the same). Profile native code from a clone, not from the image.
-FROM ${NODE_IMAGE} AS node
+FROM ${NODE_IMAGE} AS node-stripped
 RUN apt-get update \
  && apt-get install -y --no-install-recommends binutils \
  && strip /usr/local/bin/node \
@@ -50,7 +50,7 @@ RUN apt-get update \
  && groupadd -g 1337 istio-proxy && useradd -u 1337 -g 1337 -M -d /etc/istio/proxy -s /usr/sbin/nologin istio-proxy \
  && mkdir -p /etc/istio/proxy /var/lib/istio/data && chown -R 1337:1337 /etc/istio/proxy /var/lib/istio
 COPY --from=envoy /usr/local/bin/envoy /usr/local/bin/envoy
-COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node-stripped /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /src/build/bundle /opt/meshagent/build/bundle
 COPY package.json /opt/meshagent/package.json
 COPY bootstrap /opt/meshagent/bootstrap
