@@ -54,17 +54,22 @@ COPY --from=node-stripped /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /src/build/bundle /opt/meshagent/build/bundle
 COPY package.json /opt/meshagent/package.json
 COPY bootstrap /opt/meshagent/bootstrap
-# Node.js's compile cache, written here once so that every container starts with the agent's code
-# already compiled (read-only at run time; the root filesystem of istio-proxy is read-only)
-ENV NODE_COMPILE_CACHE=/opt/meshagent/compile-cache
 RUN ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/agent \
  && ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/pilot-agent \
- && node --version && envoy --version && agent version \
- && node --input-type=module -e "const d = '/opt/meshagent/build/bundle/chunks/'; for (const f of (await import('node:fs')).readdirSync(d)) await import(d + f)" \
- && chmod -R a+rX /opt/meshagent
+ && chmod -R a+rX /opt/meshagent \
+ && node --version && envoy --version \
+ && mkdir /opt/meshagent/compile-cache && chown 1337:1337 /opt/meshagent/compile-cache
+# Node.js's compile cache, written here once so that every container starts with the agent's code
+# already compiled (read-only at run time: the root filesystem of istio-proxy is read-only). Node.js keys
+# it by uid, and V8 rejects code compiled under other flags, so it is written as uid 1337 the way the
+# agent loads its code: every chunk after the V8 flag src/main.ts sets, then `agent version`, which
+# rewrites the modules main.js loads before it sets the flag. test/image checks that none is rejected.
+ENV NODE_COMPILE_CACHE=/opt/meshagent/compile-cache
+USER 1337:1337
+RUN node --input-type=module -e "(await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1'); const d = '/opt/meshagent/build/bundle/chunks/'; for (const f of (await import('node:fs')).readdirSync(d)) await import(d + f)" \
+ && agent version
 # the container's working directory is / and the agent uses relative paths (./etc/istio/proxy, ...)
 WORKDIR /
-USER 1337:1337
 ENV ISTIO_META_ISTIO_PROXY_SHA=meshagent
 ENTRYPOINT ["/usr/local/bin/agent"]
 CMD ["proxy", "sidecar"]
