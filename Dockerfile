@@ -56,7 +56,7 @@ COPY package.json /opt/meshagent/package.json
 COPY bootstrap /opt/meshagent/bootstrap
 RUN ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/agent \
  && ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/pilot-agent \
- && chmod -R a+rX /opt/meshagent \
+ && chmod -R a+rX /opt/meshagent/package.json /opt/meshagent/bootstrap \
  && node --version && envoy --version \
  && mkdir /opt/meshagent/compile-cache && chown 1337:1337 /opt/meshagent/compile-cache
 # Node.js's compile cache, written here once so that every container starts with the agent's code
