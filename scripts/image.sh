@@ -9,8 +9,9 @@
 # so a repeated run is quick; podman's own layer cache makes an unchanged rebuild take seconds.
 #
 # usage: scripts/image.sh [--local-bases|--registry-bases] [--tag NAME] [--no-cache]
-#   MESHAGENT_IMAGE      the tag to build (default localhost/meshagent:latest; --tag overrides)
-#   MESHAGENT_CACHE      cache directory (default ~/.cache/meshagent)
+#   MESHAGENT_IMAGE        the tag to build (default localhost/meshagent:latest; --tag overrides)
+#   MESHAGENT_IMAGE_BASES  local | registry | auto (default; the flags override)
+#   MESHAGENT_CACHE        cache directory (default ~/.cache/meshagent)
 # Needs root (debootstrap), podman, runc, debootstrap (Debian: apt-get install podman runc debootstrap).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --local-bases) BASES=local ;;
     --registry-bases) BASES=registry ;;
-    --tag) IMAGE=$2; shift ;;
+    --tag) [ $# -ge 2 ] || { echo "$0: --tag needs a name" >&2; exit 2; }; IMAGE=$2; shift ;;
     --no-cache) NO_CACHE=(--no-cache) ;;
     *) echo "usage: $0 [--local-bases|--registry-bases] [--tag NAME] [--no-cache]" >&2; exit 2 ;;
   esac
