@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh clone: installs what it needs (the Node.js we ship when the machine's
 # is older, npm packages, real Envoy, iptables, the Go pilot-agent and istiod built from the Go module
 # proxy; peers are cached outside the clone), then typecheck + lint + build (tsc, then the bundle the
-# image runs), then every test (unit, component, integration against real peers, conformance against
-# Istio's goldens). Tests run one file at a time: several share the pod ports.
+# image runs), the container image (podman, scripts/image.sh), then every test (unit, component,
+# integration against real peers, the image run as a pod's containers, conformance against Istio's
+# goldens). Tests run one file at a time: several share the pod ports.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +23,16 @@ npx tsc -p tsconfig.json
 node scripts/bundle.mjs
 echo "== lint"
 npx eslint .
+
+echo "== container image"
+# podman (daemonless; runc: crun refuses hybrid cgroup mounts) and debootstrap for the local base images
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+fi
+# built once here (cached layers: seconds when nothing changed); test/image/*.test.js run it
+export MESHAGENT_IMAGE=localhost/meshagent:latest
+bash scripts/image.sh --tag "$MESHAGENT_IMAGE"
 
 echo "== tests"
 # unit and component tests live next to the code (build/src), integration tests under build/test

@@ -45,9 +45,11 @@ import { join } from 'node:path';
 import { createNetns, PEER_PATH, runProc, startProc, type Netns, type Proc } from './go-agent.js';
 import { startIstiod, type Istiod } from './istiod.js';
 import { AGENT_CLI, envoyBin, istioBootstrapTemplate, istiodBin, pilotAgentBin } from './peers.js';
+import { containerName, initContainerArgs, proxyContainerArgs, removeContainer } from './image.js';
 import { createPod, type Pod } from './pod.js';
 
-export type AgentKind = 'ours' | 'go';
+/** 'image': our agent in the container image, run with podman (test/helpers/image.ts), istio-init included. */
+export type AgentKind = 'ours' | 'go' | 'image';
 export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 
 export const PROXY_UID = 1337;
@@ -550,7 +552,8 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
         await attach(ns, `vp${p.index}`, p.ip);
 
         // istio-init: our istio-iptables, as root, before any container starts
-        const [ic, ia] = ns.wrap(process.execPath, [AGENT_CLI, 'istio-iptables', ...ISTIO_INIT_ARGS]);
+        // (for an 'image' pod: the istio-init container, joined to the pod's namespace)
+        const [ic, ia] = p.spec.agent === 'image' ? ['podman', initContainerArgs(ns.name, ISTIO_INIT_ARGS)] : ns.wrap(process.execPath, [AGENT_CLI, 'istio-iptables', ...ISTIO_INIT_ARGS]);
         const ipt = await runProc(ic, ia, { env: { PATH: PEER_PATH }, timeoutMs: 60_000 });
         if (ipt.code !== 0) throw new Error(`agent istio-iptables failed in pod ${p.name} (exit ${ipt.code}):\n${ipt.stdout}${ipt.stderr}`);
 
@@ -564,7 +567,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
           token: istiod.mintToken(p.namespace, p.serviceAccount),
           labels: p.labels,
           annotations,
-          proxyConfig: { binaryPath: envoy, discoveryAddress: 'localhost:15012', drainDuration: '5s', terminationDrainDuration: '1s', ...p.spec.proxyConfig },
+          proxyConfig: { binaryPath: p.spec.agent === 'image' ? '/usr/local/bin/envoy' : envoy, discoveryAddress: 'localhost:15012', drainDuration: '5s', terminationDrainDuration: '1s', ...p.spec.proxyConfig },
           env: {
             PATH: PEER_PATH,
             INSTANCE_IP: p.ip,
@@ -589,7 +592,13 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
         parts.push(() => tools.stop());
 
         const bin = p.spec.agent === 'go' ? [pilotAgent] : [process.execPath, AGENT_CLI];
-        const [cmd, args] = ns.wrap('setpriv', [`--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups', ...bin, ...pod.args]);
+        let [cmd, args] = ns.wrap('setpriv', [`--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups', ...bin, ...pod.args]);
+        if (p.spec.agent === 'image') {
+          // the istio-proxy container, attached: `podman run` relays its output and its signals
+          const name = containerName(ns.name);
+          [cmd, args] = ['podman', proxyContainerArgs({ name, netns: ns.name, podDir: pod.cwd, env: pod.env, args: pod.args })];
+          parts.push(async () => removeContainer(name));
+        }
         const startedAt = Date.now();
         const agent: Proc = startProc(cmd, args, { cwd: pod.cwd, env: pod.env });
         let running = true;
