@@ -26,6 +26,10 @@ export interface AgentMetrics {
   readonly xdsProxyRequests: Counter;
   /** `istio_agent_xds_proxy_responses`. */
   readonly xdsProxyResponses: Counter;
+  /** Ours: `istio_agent_xds_stuck_streams_total{reason}` (stuck-stream detection in the xDS proxy). */
+  readonly xdsStuckStreams: Counter<'reason'>;
+  /** Ours: `istio_agent_startup_phase_seconds{phase}`: when each start-up phase was first reached. */
+  readonly startupPhaseSeconds: Gauge<'phase'>;
   /** Ours: `istio_agent_envoy_restarts_total{reason}` (hot restart or crash restart). */
   readonly envoyRestartsTotal: Counter<'reason'>;
   /** Ours: `istio_agent_config_rejections_total{source}` (a bootstrap input change that was rejected). */
@@ -72,6 +76,17 @@ export function createAgentMetrics(opts: AgentMetricsOptions = {}): AgentMetrics
     ),
     xdsProxyRequests: counter('xds_proxy_requests', 'The total number of Xds Proxy Requests'),
     xdsProxyResponses: counter('xds_proxy_responses', 'The total number of Xds Proxy Responses'),
+    xdsStuckStreams: counter(
+      'xds_stuck_streams_total',
+      'The total number of xDS streams ended because istiod did not answer a request it must answer in time, or its keepalive failed.',
+      ['reason'],
+    ),
+    startupPhaseSeconds: new Gauge<'phase'>({
+      name: `${p}startup_phase_seconds`,
+      help: 'When each start-up phase was first reached, in seconds since the process started.',
+      labelNames: ['phase'],
+      registers: [registry],
+    }),
     envoyRestartsTotal: counter('envoy_restarts_total', 'The total number of Envoy restarts by the agent, by reason.', ['reason']),
     configRejectionsTotal: counter(
       'config_rejections_total',
