@@ -4,8 +4,8 @@
 
 /** The start-up phases, in the order they normally happen. */
 export const STARTUP_PHASES = [
-  'status_server_up',
   'envoy_spawned',
+  'status_server_up',
   'xds_connected',
   'first_cds_ack',
   'first_lds_ack',
@@ -42,9 +42,10 @@ export class StartupPhases {
     return out;
   }
 
-  /** One line: `status_server_up=12ms envoy_spawned=30ms ...` (phases not reached are left out). */
+  /** One line, in time order: `envoy_spawned=12ms status_server_up=30ms ...` (phases not reached are left out). */
   text(): string {
     return Object.entries(this.snapshot())
+      .sort(([, a], [, b]) => a - b)
       .map(([k, v]) => `${k}=${Math.round(v)}ms`)
       .join(' ');
   }

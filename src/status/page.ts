@@ -82,7 +82,7 @@ export function renderStatusPage(d: StatusDocument, now: Date = new Date()): str
     ? `<table id="xds-types"><tr><th>type</th><th>version (last response)</th><th>last ACKed</th><th>last NACK</th><th>resources</th><th>last update</th></tr>${types
         .map(
           ([t, v]) =>
-            `<tr><td title="${escapeHtml(t)}">${escapeHtml(short(t))}</td><td><code>${escapeHtml(v.lastResponseVersion)}</code></td><td><code>${escapeHtml(v.lastAckedVersion)}</code></td><td class="${v.lastNack ? 'bad' : 'muted'}">${escapeHtml(v.lastNack ?? 'none')}</td><td>${escapeHtml(v.lastResponseResources)}</td><td>${escapeHtml(v.lastResponseAt)}</td></tr>`,
+            `<tr><td title="${escapeHtml(t)}">${escapeHtml(short(t))}</td><td><code>${escapeHtml(v.lastResponseVersion || '-')}</code></td><td><code>${escapeHtml(v.lastAckedVersion || '-')}</code></td><td class="${v.lastNack ? 'bad' : 'muted'}">${escapeHtml(v.lastNack ?? 'none')}</td><td>${escapeHtml(v.lastResponseResources)}</td><td>${escapeHtml(v.lastResponseAt)}</td></tr>`,
         )
         .join('')}</table>`
     : '<p class="muted">no xDS type seen yet</p>';

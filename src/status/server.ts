@@ -425,7 +425,12 @@ class StatusServerImpl implements StatusServer {
         return this.handleDebugStatus(req, res);
       case '/':
         return this.handleStatusPage(req, res);
+      case '/debug/pprof/profile':
+      case '/debug/pprof/heap':
+      case '/logging':
+        return this.handleDebug(req, res, path, target.query);
     }
+    if (path.startsWith('/scopej/')) return this.handleDebug(req, res, path, target.query);
     if (path.startsWith('/app-health/') || path.startsWith('/app-lifecycle/')) return this.handleAppProbe(req, res, path);
     this.sendError(req, res, 404, '404 page not found');
   }
@@ -477,6 +482,25 @@ class StatusServerImpl implements StatusServer {
     if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
     const body = await this.statusDocument();
     this.send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
+  }
+
+  /** Profiling and log levels (debug.ts, loaded on first use); loopback only. */
+  private async handleDebug(req: IncomingMessage, res: ServerResponse, path: string, rawQuery: string): Promise<void> {
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    const d = await import('./debug.js');
+    const query = new URLSearchParams(rawQuery.startsWith('?') ? rawQuery.slice(1) : rawQuery);
+    let reply: { status: number; body: string; contentType?: string } | undefined;
+    if (path === '/debug/pprof/heap') {
+      if (req.method !== 'GET') return this.sendError(req, res, 405, 'Method Not Allowed');
+      return d.heapSnapshot(res, this.log);
+    }
+    if (path === '/debug/pprof/profile') {
+      if (req.method !== 'GET') return this.sendError(req, res, 405, 'Method Not Allowed');
+      reply = await d.cpuProfile(req, res, query, this.log);
+      if (!reply) return;
+    } else if (path === '/logging') reply = d.logging(req.method, query, this.log);
+    else reply = await d.scopej(req, path, this.log);
+    this.send(req, res, reply.status, reply.body, reply.contentType);
   }
 
   /** GET / : the status page (page.ts), loaded on first use. */

@@ -474,6 +474,8 @@ class Session {
       t.lastRequestNonce = s.nonce;
       if (s.nack) t.lastNack = s.errorMessage;
       else if (!this.delta && s.nonce) t.lastAckedVersion = s.versionInfo;
+      // Delta requests carry no version: an ACK of the last response acknowledges its system version
+      else if (this.delta && s.nonce && s.nonce === t.lastResponseNonce) t.lastAckedVersion = t.lastResponseVersion;
       if (this.log.enabled('debug')) {
         this.log.debug(this.delta ? 'delta request' : `request for type url ${typeUrl}`, {
           id: this.id,
