@@ -19,6 +19,7 @@ import { validateBootstrap } from '../envoy/validate.js';
 // imported once Envoy has been spawned
 import type { StatusServer } from '../status/server.js';
 import { parseStatusEnv, type StatusEnvConfig } from '../status/config.js';
+import { parseHealthProbe, type HealthProbeConfig } from '../status/health-probe-config.js';
 import type { XdsProxy } from '../xds/proxy.js';
 import { resolveXdsProxySettings, type XdsProxySettings } from '../xds/options.js';
 import type { Identity } from '../identity/index.js';
@@ -55,8 +56,14 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // settings first (pure): a bad value stops start-up before anything runs
   let identitySettings: IdentitySettings;
   let statusEnv: StatusEnvConfig | undefined;
+  let healthProbe: HealthProbeConfig | undefined;
   try {
     identitySettings = resolveIdentitySettings(cfg);
+    try {
+      healthProbe = parseHealthProbe(cfg.proxyConfig.readinessProbe);
+    } catch (e) {
+      throw new ConfigError([{ source: 'proxyConfig', message: errorMessage(e) }]);
+    }
     if (cfg.proxy.statusPort !== 0) {
       statusEnv = parseStatusEnv({
         kubeAppProbers: cfg.env.kubeAppProbers || undefined,
@@ -404,6 +411,24 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       ]);
       const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      // health reporting to istiod (WorkloadEntry health) when ProxyConfig has a readinessProbe
+      if (healthProbe) {
+        const { startWorkloadHealth } = await import('../status/workload-health.js');
+        const checker = startWorkloadHealth({
+          config: healthProbe,
+          envoyReady: async () => {
+            if (proxyless || !st) return undefined;
+            const r = await st.readiness();
+            return r.ready ? undefined : (r.reason ?? 'not ready');
+          },
+          report: (h) => {
+            events.add('health', h.healthy ? 'reported healthy to istiod' : `reported unhealthy to istiod: ${h.message}`);
+            proxy.reportHealth(h);
+          },
+          log,
+        });
+        cleanups.push(async () => checker.stop());
+      }
       return undefined;
     } catch (e) {
       await shutdown();

@@ -23,12 +23,15 @@ import { Registry } from 'prom-client';
 import { xdsProxyMetrics, type XdsProxyMetrics } from './metrics.js';
 import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
-import { DELTA_METHOD, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
+import { DELTA_METHOD, HEALTH_INFO_TYPE, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
 import { OWNER_ONLY_SOCKET_MODE, checkSocketMode, listenUds, type UdsListener } from '../lib/uds.js';
 import { serveGrpcOnUds, shutdownGrpcServer } from '../lib/grpc-uds.js';
 import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
 import { AnswerWatchdog, DEFAULT_STUCK_STREAM_TIMEOUT_MS, mustBeAnswered } from './watchdog.js';
+
+/** Workload health for istiod (`istio.v1.HealthInformation`): healthy, or unhealthy with why. */
+export type HealthReport = { readonly healthy: true } | { readonly healthy: false; readonly message: string };
 
 /** What happened on a relayed stream, for the agent's start-up phases and event timeline. */
 export type XdsProxyEvent =
@@ -201,6 +204,11 @@ export interface XdsProxy {
   beginHandover(windowMs: number): void;
   /** Ends a hand-over now (e.g. the next epoch failed to start). No-op when none is open. */
   endHandover(): void;
+  /**
+   * Reports the workload's health to istiod (pilot-agent's health requests, for WorkloadEntry health): sent
+   * on the open streams that have sent their first LDS request, and replayed on every later stream.
+   */
+  reportHealth(h: HealthReport): void;
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -245,6 +253,8 @@ interface ProxyCore {
   readonly counts: { streams: number; requests: number; responses: number; upstreamFailures: number; upstreamErrors: number; downstreamErrors: number; stuckStreams: number };
   readonly stuckStreamTimeoutMs: number;
   readonly onEvent: (e: XdsProxyEvent) => void;
+  /** The last workload health report (reportHealth), replayed on every new stream. */
+  health(): HealthReport | undefined;
   /** Live resource counts (XdsProxyStatus.resources). */
   readonly held: { upstreamChannels: number; sendTimers: number; sessionObjects: number };
   /** Counts sessions out of `held.sessionObjects` once they are garbage-collected. */
@@ -364,6 +374,12 @@ class Session {
   upstreamState(): string {
     if (!this.channel) return 'NONE';
     return connectivityState[this.channel.getConnectivityState(false)] ?? 'UNKNOWN';
+  }
+
+  /** Sends a health report to istiod now if this stream has sent its first LDS request (else it goes then). */
+  sendHealth(h: HealthReport): void {
+    if (this.finished || !this.initialRequestsSent) return;
+    this.enqueue(encodeAgentRequest({ typeUrl: HEALTH_INFO_TYPE, ...(h.healthy ? {} : { errorDetail: { code: Status.INTERNAL, message: h.message } }) }, this.delta), HEALTH_INFO_TYPE);
   }
 
   /** Type URLs this stream waits on an answer for. */
@@ -494,6 +510,9 @@ class Session {
     if (!this.initialRequestsSent && typeUrl === LISTENER_TYPE) {
       this.initialRequestsSent = true;
       for (const t of this.core.agentTypes.keys()) this.enqueue(encodeAgentRequest({ typeUrl: t }, this.delta), t);
+      // the last health report (ProxyConfig readinessProbe), held back until now as pilot-agent does
+      const h = this.core.health();
+      if (h) this.sendHealth(h);
     }
   }
 
@@ -765,6 +784,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   let closing: Promise<void> | undefined;
 
   const held = { upstreamChannels: 0, sendTimers: 0, sessionObjects: 0 };
+  let lastHealth: HealthReport | undefined;
   const core: ProxyCore = {
     cfg,
     log,
@@ -775,6 +795,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     onLargeResponse: opts.onLargeResponse,
     counts: { streams: 0, requests: 0, responses: 0, upstreamFailures: 0, upstreamErrors: 0, downstreamErrors: 0, stuckStreams: 0 },
     stuckStreamTimeoutMs: opts.stuckStreamTimeoutMs ?? DEFAULT_STUCK_STREAM_TIMEOUT_MS,
+    health: () => lastHealth,
     onEvent: (e) => {
       try {
         opts.onEvent?.(e);
@@ -914,6 +935,10 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     beginHandover,
     endHandover(): void {
       endHandover('ended by the agent');
+    },
+    reportHealth(h: HealthReport): void {
+      lastHealth = h.healthy ? { healthy: true } : { healthy: false, message: h.message };
+      for (const s of active) s.sendHealth(lastHealth);
     },
     getStatus(): XdsProxyStatus {
       const s = newest();

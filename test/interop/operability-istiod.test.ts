@@ -84,7 +84,15 @@ void describe('readiness explained and a stuck stream recovered (real istiod beh
       // the CA is reached directly: only the xDS path is black-holed
       CA_ADDR: istiod.discoveryAddress,
       XDS_STUCK_STREAM_TIMEOUT: '3s',
-      PROXY_CONFIG: JSON.stringify({ discoveryAddress: `localhost:${RELAY_PORT}`, binaryPath: envoyBin(), concurrency: 1, drainDuration: '2s', terminationDrainDuration: '1s' }),
+      // health reporting to istiod (WorkloadEntry health): the "application" is istiod's HTTP port
+      PROXY_CONFIG: JSON.stringify({
+        discoveryAddress: `localhost:${RELAY_PORT}`,
+        binaryPath: envoyBin(),
+        concurrency: 1,
+        drainDuration: '2s',
+        terminationDrainDuration: '1s',
+        readinessProbe: { tcpSocket: { host: '127.0.0.1', port: istiod.ports.http }, periodSeconds: 1 },
+      }),
     };
     const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, 'proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info']);
     agent = startProc(cmd, args, { cwd: dir, env });
@@ -122,5 +130,11 @@ void describe('readiness explained and a stuck stream recovered (real istiod beh
     const status = JSON.parse((await ns.fetch('http://127.0.0.1:15020/debug/status')).body) as { xds: { counts: { stuckStreams: number }; connected: boolean } };
     assert.ok(status.xds.counts.stuckStreams >= 1);
     assert.equal(status.xds.connected, true);
+    // the health report went to istiod on the stream (after Envoy's first LDS request); istiod took it
+    // and the stream stayed up (a WorkloadEntry needs Kubernetes, which this istiod runs without)
+    await poll('a health report to istiod', 30_000, async () => (/healthcheck\tsuccess threshold hit, marking as healthy/.test(agent!.output()) && /reported healthy to istiod/.test((await ns.fetch('http://127.0.0.1:15020/')).body) ? true : undefined), diag);
+    const after = JSON.parse((await ns.fetch('http://127.0.0.1:15020/debug/status')).body) as { xds: { connected: boolean; types: Record<string, { requests: number }> } };
+    assert.equal(after.xds.connected, true);
+    assert.ok((after.xds.types['type.googleapis.com/istio.v1.HealthInformation']?.requests ?? 0) >= 1);
   });
 });
