@@ -269,12 +269,11 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
    */
   const startComponents = async (): Promise<ExitCode | undefined> => {
     try {
-      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }, { workloadCertificateBlocker }] = await Promise.all([
+      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }] = await Promise.all([
         import('../lib/metrics.js'),
         import('../identity/index.js'),
         import('../xds/proxy.js'),
         import('../status/server.js'),
-        import('../identity/readiness.js'),
       ]);
       const noteRotation = (): void => {
         const serial = identity?.status()?.certificate?.serial;
@@ -327,7 +326,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
                 return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
               },
             },
-            { name: 'workload-certificate', check: () => workloadCertificateBlocker(identity?.status() ?? null) },
+            { name: 'workload-certificate', check: () => identity?.readinessBlocker() },
           ],
           lastNacks: () => {
             const types = xds?.getStatus().types;

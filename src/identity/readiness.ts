@@ -6,7 +6,9 @@ import { WORKLOAD_RESOURCE } from './resources.js';
 import type { IdentityStatus } from './cache.js';
 import type { SdsStatus } from './sds-server.js';
 
-export type IdentityReadinessInput = (Pick<IdentityStatus, 'state' | 'certificate' | 'lastError' | 'timings'> & { readonly sds: Pick<SdsStatus, 'streams'> | null }) | null;
+export type IdentityReadinessInput =
+  | (Pick<IdentityStatus, 'state' | 'lastError' | 'timings'> & { readonly certificate?: object | undefined; readonly sds: Pick<SdsStatus, 'streams'> | null })
+  | null;
 
 /** The reason the workload certificate blocks readiness, or undefined. */
 export function workloadCertificateBlocker(st: IdentityReadinessInput): string | undefined {
