@@ -15,6 +15,12 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 bash scripts/peers.sh all
+# headless Chromium renders the status page in test/status/status-page.test.ts
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  echo "== installing chromium from Debian (status page test)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 eval "$(bash scripts/peers.sh env | sed 's/^/export /')"
 
 echo "== typecheck and build"

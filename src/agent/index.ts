@@ -19,6 +19,7 @@ import { validateBootstrap } from '../envoy/validate.js';
 // imported once Envoy has been spawned
 import type { StatusServer } from '../status/server.js';
 import { parseStatusEnv, type StatusEnvConfig } from '../status/config.js';
+import { parseHealthProbe, type HealthProbeConfig } from '../status/health-probe-config.js';
 import type { XdsProxy } from '../xds/proxy.js';
 import { resolveXdsProxySettings, type XdsProxySettings } from '../xds/options.js';
 import type { Identity } from '../identity/index.js';
@@ -32,6 +33,8 @@ import { OWNER_ONLY_SOCKET_MODE, listenUds, type UdsListener } from '../lib/uds.
 import { releaseMemorySoon } from '../lib/gc.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { changesNeedingPodRestart } from './reload.js';
+import { EventLog, StartupPhases, STARTUP_PHASES } from '../lib/timeline.js';
+import { CLUSTER_TYPE, LISTENER_TYPE, shortType } from '../xds/types.js';
 
 export interface AgentRunOptions {
   readonly config: AgentConfig;
@@ -53,8 +56,14 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // settings first (pure): a bad value stops start-up before anything runs
   let identitySettings: IdentitySettings;
   let statusEnv: StatusEnvConfig | undefined;
+  let healthProbe: HealthProbeConfig | undefined;
   try {
     identitySettings = resolveIdentitySettings(cfg);
+    try {
+      healthProbe = parseHealthProbe(cfg.proxyConfig.readinessProbe);
+    } catch (e) {
+      throw new ConfigError([{ source: 'proxyConfig', message: errorMessage(e) }]);
+    }
     if (cfg.proxy.statusPort !== 0) {
       statusEnv = parseStatusEnv({
         kubeAppProbers: cfg.env.kubeAppProbers || undefined,
@@ -69,6 +78,14 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     }
     throw e;
   }
+  // what operators see: start-up phases (logged once at ready, exported as metrics) and recent events
+  const processStartMs = o.processStartMs ?? Date.now();
+  const phases = new StartupPhases(processStartMs);
+  const events = new EventLog();
+  /** When the identity component was created (its timings are relative to that). */
+  let identityCreatedMs: number | undefined;
+  /** The last workload certificate serial seen (to put rotations on the timeline). */
+  let lastSerial: string | undefined;
   // the components, created once Envoy has been spawned (startComponents below)
   let metrics: AgentMetrics | undefined;
   let identity: Identity | undefined;
@@ -258,6 +275,25 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         import('../xds/proxy.js'),
         import('../status/server.js'),
       ]);
+      const noteRotation = (): void => {
+        const serial = identity?.status()?.certificate?.serial;
+        if (serial === undefined || serial === lastSerial) return;
+        events.add(lastSerial === undefined ? 'certificate' : 'rotation', `workload certificate serial ${serial}`);
+        lastSerial = serial;
+      };
+      const onReady = (): void => {
+        const served = identity?.status()?.timings.firstServedMs;
+        if (served !== undefined && identityCreatedMs !== undefined) phases.mark('certificate_served', identityCreatedMs + served);
+        phases.mark('ready');
+        const snap = phases.snapshot();
+        for (const p of STARTUP_PHASES) {
+          const v = snap[p];
+          if (v !== undefined) metrics?.startupPhaseSeconds.set({ phase: p }, v / 1000);
+        }
+        noteRotation();
+        events.add('ready', `ready: ${phases.text()}`);
+        log.info(`start-up phases (since the process started): ${phases.text()}`);
+      };
       const m = createAgentMetrics();
       metrics = m;
       if (statusEnv) {
@@ -275,18 +311,32 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           podIP: cfg.env.instanceIp || undefined,
           ipv6,
           legacyLocalhostProbeDestination: cfg.env.rewriteProbeLegacyLocalhostDestination,
+          // the readiness blockers after Envoy's own; other components add theirs with addReadinessCheck
           readinessChecks: [
-            () => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`),
+            { name: 'grpc-bootstrap', check: () => (existsSync(cfg.paths.grpcBootstrap) ? undefined : `gRPC bootstrap ${cfg.paths.grpcBootstrap} not written yet`) },
             // never ready without a running Envoy (e.g. during a crash-restart back-off)
-            () => {
-              if (proxyless) return undefined;
-              const sup = envoy.sup;
-              const st = sup?.status();
-              if (!sup || !st) return undefined;
-              if (st.state !== 'running' && st.state !== 'draining') return `Envoy is not running (${st.state})`;
-              return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
+            {
+              name: 'envoy-process',
+              check: () => {
+                if (proxyless) return undefined;
+                const sup = envoy.sup;
+                const st = sup?.status();
+                if (!sup || !st) return 'Envoy is not started';
+                if (st.state !== 'running' && st.state !== 'draining') return `Envoy is not running (${st.state})`;
+                return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
+              },
             },
+            { name: 'workload-certificate', check: () => identity?.readinessBlocker() },
           ],
+          lastNacks: () => {
+            const types = xds?.getStatus().types;
+            return { cds: types?.[CLUSTER_TYPE]?.lastNack, lds: types?.[LISTENER_TYPE]?.lastNack };
+          },
+          onFirstReady: onReady,
+          getTimeline: () => {
+            noteRotation();
+            return { startupPhasesMs: phases.snapshot(), ...events.list() };
+          },
           onQuit: () => {
             quitting = true;
             envoy.sup?.beginShutdown();
@@ -309,23 +359,75 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
             log.error(`status server failed: ${err.message}; terminating`);
             stopRequested?.({ kind: 'signal', signal: 'status server failure' });
           },
-          processStartMs: o.processStartMs ?? Date.now(),
+          processStartMs,
         });
       }
+      identityCreatedMs = Date.now();
       const ident = createIdentity({ settings: identitySettings, log, registry: m.registry, processCwd: cfg.paths.cwd, ...(o.earlyKey ? { earlyKey: o.earlyKey } : {}) });
       identity = ident;
       // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
       // (beginHandover) both epochs keep theirs
-      const proxy = createXdsProxy({ ...xdsSettings, log: log.scope('xdsproxy'), metrics: m, preconnect: !proxyless, onLargeResponse: () => releaseMemorySoon(), ...(xdsListener ? { listener: xdsListener } : {}) });
+      const proxy = createXdsProxy({
+        ...xdsSettings,
+        log: log.scope('xdsproxy'),
+        metrics: m,
+        preconnect: !proxyless,
+        onLargeResponse: () => releaseMemorySoon(),
+        onEvent: (e) => {
+          switch (e.kind) {
+            case 'connected':
+              phases.mark('xds_connected');
+              events.add('xds', `stream ${e.stream} connected to ${xdsSettings.discoveryAddress}`);
+              break;
+            case 'ack':
+              if (e.typeUrl === CLUSTER_TYPE) phases.mark('first_cds_ack');
+              if (e.typeUrl === LISTENER_TYPE) phases.mark('first_lds_ack');
+              break;
+            case 'nack':
+              events.add('nack', `Envoy rejected ${shortType(e.typeUrl)}: ${e.message}`);
+              break;
+            case 'response':
+              events.add('push', `${shortType(e.typeUrl)} version ${e.version || '-'}, ${e.resources} resources`);
+              break;
+            case 'stuck':
+              events.add('stuck-stream', `istiod did not answer ${shortType(e.typeUrl)} within ${e.waitedMs}ms; stream ${e.stream} re-opened`);
+              break;
+            default:
+              break;
+          }
+        },
+        ...(xdsListener ? { listener: xdsListener } : {}),
+      });
       xds = proxy;
       const st = status;
       const steps = await Promise.allSettled([
-        st?.start().then(() => cleanups.push(() => st.close())),
+        st?.start().then(() => {
+          phases.mark('status_server_up');
+          cleanups.push(() => st.close());
+        }),
         ident.start(runtime.workloadSocketExists ?? false, sdsListener).then(() => cleanups.push(() => ident.close())),
         proxy.start().then(() => cleanups.push(() => proxy.close())),
       ]);
       const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      // health reporting to istiod (WorkloadEntry health) when ProxyConfig has a readinessProbe
+      if (healthProbe) {
+        const { startWorkloadHealth } = await import('../status/workload-health.js');
+        const checker = startWorkloadHealth({
+          config: healthProbe,
+          envoyReady: async () => {
+            if (proxyless || !st) return undefined;
+            const r = await st.readiness();
+            return r.ready ? undefined : (r.reason ?? 'not ready');
+          },
+          report: (h) => {
+            events.add('health', h.healthy ? 'reported healthy to istiod' : `reported unhealthy to istiod: ${h.message}`);
+            proxy.reportHealth(h);
+          },
+          log,
+        });
+        cleanups.push(async () => checker.stop());
+      }
       return undefined;
     } catch (e) {
       await shutdown();
@@ -388,11 +490,15 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     parentShutdownS: () => parentShutdownSeconds(cfg.proxy.drainDurationMs),
     budget: { max: cfg.restartBudget, windowMs: cfg.restartBudgetWindowMs },
     log,
-    onRestart: (_epoch, reason) => {
+    onRestart: (epoch, reason) => {
       metrics?.envoyRestartsTotal.inc({ reason: reason === 'crash' ? 'crash' : 'hot' });
+      events.add('restart', `Envoy ${reason === 'crash' ? 'crash restart' : `hot restart (${reason})`}: epoch ${epoch}`);
     },
     // the Envoy that earned readiness is gone: readiness must be earned again by the next one
-    onCrash: () => status?.resetReadiness(),
+    onCrash: (exit) => {
+      events.add('crash', `Envoy exited: ${JSON.stringify(exit)}`);
+      status?.resetReadiness();
+    },
     // a fresh Envoy after a crash starts from the last good bootstrap, whatever else is on disk
     beforeCrashRestart: async () => {
       if (committed) await writeFileAtomic(committed.path, committed.text, 0o644);
@@ -409,6 +515,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   cleanups.push(() => sup.stop());
   try {
     await sup.start();
+    phases.mark('envoy_spawned');
   } catch (e) {
     await shutdown();
     const msg = errorMessage(e);
@@ -499,7 +606,10 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     restartChain = run.catch(() => undefined);
     void run.then(
       (epoch) => (lastRestart = { reason, at: new Date().toISOString(), outcome: `epoch ${epoch}` }),
-      (e: unknown) => (lastRestart = { reason, at: new Date().toISOString(), outcome: `failed: ${errorMessage(e)}` }),
+      (e: unknown) => {
+        lastRestart = { reason, at: new Date().toISOString(), outcome: `failed: ${errorMessage(e)}` };
+        events.add('rejection', `restart (${reason}) not done: ${errorMessage(e)}`);
+      },
     ).finally(() => pendingRestarts--);
     return run;
   }

@@ -26,11 +26,56 @@ function fail(ctx: CliContext, msg: string): ExitCode {
   return 255;
 }
 
+/** At most this much of a not-ready body is read (it names what blocks readiness). */
+export const MAX_REASON_BYTES = 16 * 1024;
+
+/** The body of a response, cut at `max` bytes (the rest is not read). */
+async function boundedText(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(Buffer.from(value));
+      size += value.length;
+      if (size >= max) break;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(chunks).subarray(0, max).toString('utf8');
+}
+
+/**
+ * pilot-agent's error for a not-ready answer is `HTTP status code <n>`; ours adds what the status server
+ * says blocks readiness (its 503 body, one blocker per line), so that the time-out message names the cause.
+ */
+export function notReadyError(status: number, body: string): string {
+  const reasons = body
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join('; ');
+  return reasons ? `HTTP status code ${status}: ${reasons}` : `HTTP status code ${status}`;
+}
+
+/** A request error, with what it means for readiness when the port refuses connections. */
+export function requestError(e: unknown, url: string): string {
+  const msg = e instanceof Error ? (e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message) : String(e);
+  if (/ECONNREFUSED/.test(msg)) return `${msg} (nothing listens on ${new URL(url).host}: Envoy is not started or not yet serving its readiness port)`;
+  return msg;
+}
+
 async function checkReady(url: string, timeoutMs: number): Promise<void> {
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`HTTP status code ${res.status}`);
+  const body = await boundedText(res, MAX_REASON_BYTES);
+  if (res.status !== 200) throw new NotReady(notReadyError(res.status, body));
 }
+
+class NotReady extends Error {}
 
 export async function runWait(args: readonly string[], ctx: CliContext): Promise<ExitCode> {
   const p = parseFlags(args, WAIT_FLAGS);
@@ -57,7 +102,7 @@ export async function runWait(args: readonly string[], ctx: CliContext): Promise
       log.info('Envoy is ready!');
       return 0;
     } catch (e) {
-      last = e instanceof Error ? (e.cause instanceof Error ? `${e.message}: ${e.cause.message}` : e.message) : String(e);
+      last = e instanceof NotReady ? e.message : requestError(e, url);
       log.debug(`Not ready yet: ${last}`);
     }
   }

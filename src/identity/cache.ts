@@ -575,6 +575,21 @@ export class SecretCache {
 
   // ---------------------------------------------------------------------------------------------
 
+  /** What readiness needs, without parsing any certificate (status() parses the roots: for status views only). */
+  brief(): Pick<IdentityStatus, 'state' | 'lastError' | 'timings'> & { readonly certificate?: object } {
+    const w = this.workload;
+    const now = this.now();
+    let state: WorkloadState = 'pending';
+    if (w) state = now >= w.issued.notAfterMs ? 'expired' : this.issuing ? 'renewing' : 'ready';
+    const hasFile = this.files.get(WORKLOAD_RESOURCE)?.item?.certificateChain !== undefined;
+    return {
+      state: !w && hasFile ? 'ready' : state,
+      ...(w || hasFile ? { certificate: {} } : {}),
+      ...(this.lastError ? { lastError: { at: iso(this.lastError.atMs), message: this.lastError.message, reason: this.lastError.reason } } : {}),
+      timings: this.firstServedMs !== undefined ? { firstServedMs: this.firstServedMs } : {},
+    };
+  }
+
   status(): IdentityStatus {
     const w = this.workload;
     const now = this.now();

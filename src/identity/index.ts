@@ -5,6 +5,7 @@
 //   - certificates come from files (FILE_MOUNTED_CERTS, workload-spiffe-credentials, GKE): no CA;
 //   - otherwise the CA (istiod) issues them;
 //   - proxyless (DISABLE_ENVOY): no SDS server, certificates are written to OUTPUT_CERTS and kept fresh.
+import { workloadCertificateBlocker } from './readiness.js';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/log.js';
 import { SecretCache, type IdentityStatus } from './cache.js';
@@ -42,6 +43,8 @@ export interface Identity {
   close(): Promise<void>;
   status(): (IdentityStatus & { mode: string; sds: SdsStatus | null; caEndpoint?: string }) | null;
   readonly metrics: IdentityMetrics;
+  /** Why the workload certificate blocks readiness (readiness.ts), cheaply: no certificate is parsed. */
+  readinessBlocker(): string | undefined;
 }
 
 /**
@@ -113,6 +116,10 @@ export function createIdentity(o: IdentityOptions): Identity {
     async close() {
       await sds?.close();
       await cache?.close();
+    },
+    readinessBlocker() {
+      if (!cache) return undefined;
+      return workloadCertificateBlocker({ ...cache.brief(), sds: sds?.status() ?? null });
     },
     status() {
       if (!cache) return null;

@@ -21,6 +21,8 @@ export interface IdentityMetrics {
   readonly xdsSendTime: Histogram;
   readonly xdsWriteTimeouts: Counter;
   readonly xdsInternalErrors: Counter;
+  /** `istio_agent_pilot_xds_recv_max`: the largest SDS request received so far, in bytes. */
+  readonly xdsRecvMax: Gauge;
   // ours
   /** `istio_agent_cert_last_refresh_timestamp_seconds`: when the current workload certificate was installed. */
   readonly certLastRefresh: Gauge;
@@ -50,6 +52,7 @@ export function identityMetrics(registry: Registry, expiry: () => Record<string,
     xdsSendTime: histogramIn(registry, `${p}pilot_xds_send_time`, 'Total time in seconds Pilot takes to send generated configuration.', [0.01, 0.1, 1, 3, 5, 10, 20, 30]),
     xdsWriteTimeouts: counterIn(registry, `${p}pilot_xds_write_timeout`, 'Pilot XDS response write timeouts.'),
     xdsInternalErrors: counterIn(registry, `${p}pilot_total_xds_internal_errors`, 'Total number of internal XDS errors in pilot.'),
+    xdsRecvMax: gaugeIn(registry, `${p}pilot_xds_recv_max`, 'The maximum size request we have received so far.'),
     certLastRefresh: gaugeIn(registry, `${p}cert_last_refresh_timestamp_seconds`, 'When the current workload certificate was installed (Unix seconds).'),
     certNextRotation: gaugeIn(registry, `${p}cert_next_rotation_timestamp_seconds`, 'When the workload certificate will be renewed (Unix seconds).'),
     certRefreshFailures: counterIn(registry, `${p}cert_refresh_failures_total`, 'Failed attempts to obtain a workload certificate, by reason.', ['reason']),

@@ -90,6 +90,8 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
   const { log, adsLog, metrics } = o;
   const streams = new Set<SdsStream>();
   const counts = { streams: 0, responses: 0, nacks: 0, rejected: 0 };
+  /** The largest request received (istio_agent_pilot_xds_recv_max). */
+  let recvMax = 0;
   let server: Server | undefined;
   let listener: UdsListener | undefined;
   let state: 'new' | 'serving' | 'closing' | 'closed' = 'new';
@@ -150,6 +152,10 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
     }
 
     private async onRequest(buf: Buffer): Promise<void> {
+      if (buf.length > recvMax) {
+        recvMax = buf.length;
+        metrics.xdsRecvMax.set(recvMax);
+      }
       let req;
       try {
         req = decodeDiscoveryRequest(buf);

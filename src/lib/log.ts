@@ -73,6 +73,8 @@ function fieldText(v: unknown): string {
 class State {
   levels: Map<string, Level>;
   all: Level | undefined;
+  /** Scopes loggers were made for (names come from code, so the set stays small). */
+  readonly seen = new Set<string>(['default']);
   constructor(
     spec: string,
     readonly asJson: boolean,
@@ -91,6 +93,44 @@ class State {
   }
 }
 
+/** At most this many scope names are remembered for the level listing. */
+const MAX_SCOPES = 256;
+
+/** Runtime control of per-scope output levels (the status port's /logging and ControlZ-like /scopej/). */
+export interface LevelControl {
+  /** Every scope known (configured or used) with its effective level, sorted by name. */
+  list(): Array<{ scope: string; level: Level }>;
+  /** Sets one scope's level; `all` (or '') sets every scope and the default for new ones. */
+  set(scope: string, level: Level): void;
+}
+
+/** The level control of a logger made by createLogger (undefined for other Logger implementations). */
+export function levelControl(log: Logger): LevelControl | undefined {
+  if (!(log instanceof ScopedLogger)) return undefined;
+  const st = log.levelState;
+  return {
+    list() {
+      const names = new Set([...st.seen, ...st.levels.keys()]);
+      return [...names].sort().map((scope) => ({ scope, level: st.levelOf(scope) }));
+    },
+    set(scope, level) {
+      if (!(level in LEVEL_RANK)) throw new Error(`invalid output level '${level}' (want one of ${LEVELS.join(', ')})`);
+      if (scope === '' || scope === 'all') {
+        st.all = undefined;
+        for (const n of new Set([...st.seen, ...st.levels.keys()])) st.levels.set(n, level);
+        st.levels.set('default', level);
+        return;
+      }
+      if (st.all !== undefined) {
+        // a bare level applied to every scope: make it per scope, then change this one
+        for (const n of new Set([...st.seen, ...st.levels.keys()])) st.levels.set(n, st.all);
+        st.all = undefined;
+      }
+      st.levels.set(scope, level);
+    },
+  };
+}
+
 class ScopedLogger implements Logger {
   constructor(
     private readonly state: State,
@@ -100,7 +140,12 @@ class ScopedLogger implements Logger {
     return LEVEL_RANK[level] >= LEVEL_RANK[this.state.levelOf(this.scopeName)] && level !== 'none';
   }
   scope(name: string): Logger {
+    if (this.state.seen.size < MAX_SCOPES) this.state.seen.add(name);
     return new ScopedLogger(this.state, name);
+  }
+  /** The shared level state (levelControl). */
+  get levelState(): State {
+    return this.state;
   }
   debug(msg: string, fields?: Fields): void {
     this.emit('debug', msg, fields);

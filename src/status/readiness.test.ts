@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  configDetail,
   configReason,
+  notReadyText,
   parseUpdateStats,
   READY_STATS_FILTER,
   ReadinessProbe,
@@ -67,7 +69,11 @@ void test('probe: latches config and state, then survives a new epoch that is IN
   assert.match((await p.check()).reason!, /^config not received/);
   s.update = stats(1, 0, 1, 0);
   s.ready = 'server.state: 3\nlistener_manager.workers_started: 0\n';
-  assert.deepEqual(await p.check(), { ready: false, reason: 'server is not live, current state is: INITIALIZING' });
+  assert.deepEqual(await p.check(), {
+    ready: false,
+    reason: 'server is not live, current state is: INITIALIZING',
+    blockers: [{ check: 'envoy', reason: 'server is not live, current state is: INITIALIZING (Envoy is not LIVE yet)' }],
+  });
   s.ready = 'server.state: 0\nlistener_manager.workers_started: 1\n';
   assert.deepEqual(await p.check(), { ready: true });
   assert.equal(firstReady, 1);
@@ -93,7 +99,7 @@ void test('probe: shutdown turns it unready at once, even when latched', async (
   assert.equal((await p.check()).ready, true);
   p.setShuttingDown('received signal: terminated');
   p.setShuttingDown('second cause is ignored');
-  assert.deepEqual(await p.check(), { ready: false, reason: 'server is terminated: received signal: terminated' });
+  assert.equal((await p.check()).reason, 'server is terminated: received signal: terminated');
   assert.ok(p.shuttingDown);
 });
 
@@ -102,7 +108,11 @@ void test('probe: admin errors are reasons; reset() forgets the latches (crash r
   s.update = stats(1, 0, 1, 0);
   const p = new ReadinessProbe({ admin: s.admin });
   s.fail = 'GET http://127.0.0.1:15000/stats: connect ECONNREFUSED';
-  assert.deepEqual(await p.check(), { ready: false, reason: 'GET http://127.0.0.1:15000/stats: connect ECONNREFUSED' });
+  assert.deepEqual(await p.check(), {
+    ready: false,
+    reason: 'GET http://127.0.0.1:15000/stats: connect ECONNREFUSED',
+    blockers: [{ check: 'envoy', reason: 'GET http://127.0.0.1:15000/stats: connect ECONNREFUSED (Envoy is not started: its admin port does not answer)' }],
+  });
   s.fail = undefined;
   assert.equal((await p.check()).ready, true);
   p.reset();
@@ -120,7 +130,7 @@ void test('probe: the readiness-stats fetch error is prefixed like pilot-agent',
     },
   };
   const p = new ReadinessProbe({ admin });
-  assert.deepEqual(await p.check(), { ready: false, reason: 'failed to get readiness stats: timed out after 3000ms' });
+  assert.equal((await p.check()).reason, 'failed to get readiness stats: timed out after 3000ms');
 });
 
 void test('probe: extra checks run after Envoy, in order; throwing counts as a reason', async () => {
@@ -141,15 +151,48 @@ void test('probe: extra checks run after Envoy, in order; throwing counts as a r
     order.push('dns');
     throw new Error('NDS not received');
   });
-  assert.deepEqual(await p.check(), { ready: false, reason: 'grpc bootstrap file missing' });
+  // every check runs, so that every blocker is named; the first is pilot-agent's single reason
+  assert.deepEqual(await p.check(), {
+    ready: false,
+    reason: 'grpc bootstrap file missing',
+    blockers: [
+      { check: 'check-1', reason: 'grpc bootstrap file missing' },
+      { check: 'check-2', reason: 'NDS not received' },
+    ],
+  });
   grpcReady = true;
-  assert.deepEqual(await p.check(), { ready: false, reason: 'NDS not received' });
-  assert.deepEqual(order, ['grpc', 'grpc', 'dns']);
+  assert.deepEqual(await p.check(), { ready: false, reason: 'NDS not received', blockers: [{ check: 'check-2', reason: 'NDS not received' }] });
+  assert.deepEqual(order, ['grpc', 'dns', 'grpc', 'dns']);
 });
 
 void test('probe: noEnvoy checks only the extra checks and shutdown', async () => {
   const p = new ReadinessProbe({ noEnvoy: true });
   assert.deepEqual(await p.check(), { ready: true });
   p.setShuttingDown('bye');
-  assert.deepEqual(await p.check(), { ready: false, reason: 'server is terminated: bye' });
+  assert.deepEqual(await p.check(), { ready: false, reason: 'server is terminated: bye', blockers: [{ check: 'envoy', reason: 'server is terminated: bye' }] });
+});
+
+void test('probe: named checks form a registry (a name registered again replaces the check); the text lists every blocker', async () => {
+  const p = new ReadinessProbe({ noEnvoy: true, checks: [{ name: 'grpc-bootstrap', check: () => undefined }] });
+  p.addCheck({ name: 'dns-table', check: () => 'DNS table not yet received' });
+  p.addCheck({ name: 'workload-certificate', check: () => 'workload certificate requested by Envoy but not yet issued by the CA' });
+  assert.deepEqual(p.checkNames, ['envoy', 'grpc-bootstrap', 'dns-table', 'workload-certificate']);
+  const r = await p.check();
+  assert.equal(r.reason, 'DNS table not yet received');
+  assert.equal(
+    notReadyText(r),
+    'not ready: dns-table: DNS table not yet received\nnot ready: workload-certificate: workload certificate requested by Envoy but not yet issued by the CA',
+  );
+  p.addCheck({ name: 'dns-table', check: () => undefined });
+  assert.equal((await p.check()).blockers?.length, 1);
+});
+
+void test('probe: CDS/LDS not accepted names the missing types and the last NACK, keeping pilot-agent\'s reason', async () => {
+  const s = scripted();
+  s.update = stats(1, 0, 0, 2);
+  const p = new ReadinessProbe({ admin: s.admin, lastNacks: () => ({ lds: 'Error adding/updating listener(s) x: bad', cds: 'old CDS error' }) });
+  const r = await p.check();
+  assert.equal(r.reason, 'config received from XDS server, but was rejected: cds updates: 1 successful, 0 rejected; lds updates: 0 successful, 2 rejected');
+  assert.equal(r.blockers?.[0]?.reason, `${r.reason} (LDS not yet accepted by Envoy; last LDS NACK: Error adding/updating listener(s) x: bad)`);
+  assert.equal(configDetail({ cdsSuccess: 0, cdsRejected: 0, ldsSuccess: 0, ldsRejected: 0 }), 'CDS and LDS not yet accepted by Envoy');
 });

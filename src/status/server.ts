@@ -18,7 +18,7 @@ import { AGENT_NAME, AGENT_VERSION, ISTIO_VERSION } from '../version.js';
 import { AppProbeRunner, type BodyLimitKind } from './app-probe.js';
 import { parseStatusEnv, type AppProber, type PrometheusScrapeConfig, type StatusEnvConfig } from './config.js';
 import { writeMergedMetrics } from './prom-merge.js';
-import { ReadinessProbe, type ReadinessCheck, type ReadinessResult } from './readiness.js';
+import { ReadinessProbe, notReadyText, type LastNacks, type NamedReadinessCheck, type ReadinessCheck, type ReadinessResult } from './readiness.js';
 
 export const FORBIDDEN_MESSAGE = 'Only requests from localhost are allowed';
 /** gzhttp's default minimum size worth compressing. */
@@ -70,7 +70,9 @@ export interface StatusServerDeps {
   /** Probe source address; default 127.0.0.6 (::6 for IPv6); null to not bind one. */
   readonly probeSourceAddress?: string | null;
   /** Extra readiness checks after Envoy's, in order (gRPC bootstrap file, DNS table, ...). */
-  readonly readinessChecks?: readonly ReadinessCheck[];
+  readonly readinessChecks?: ReadonlyArray<ReadinessCheck | NamedReadinessCheck>;
+  /** The last CDS/LDS NACK messages (xDS proxy), named in the not-ready explanation. */
+  readonly lastNacks?: () => LastNacks;
   /** `/quitquitquit`: exit at once without draining (disable drain, then cancel the agent). */
   readonly onQuit?: (cause: string) => void;
   /** `/drain`: drain Envoy now (skip_exit) and mark it drained. */
@@ -81,6 +83,10 @@ export interface StatusServerDeps {
   readonly getXdsStatus?: () => unknown;
   /** Workload identity (SPIFFE ID, certificate, roots, last CA error, SDS streams). */
   readonly getIdentityStatus?: () => unknown;
+  /** Called once, when readiness first succeeds (after the startup duration is recorded). */
+  readonly onFirstReady?: () => void;
+  /** Start-up phases and recent events (status view and page). */
+  readonly getTimeline?: () => unknown;
   /** An unexpected serve error after start (pilot-agent then SIGTERMs itself). */
   readonly onServeError?: (err: Error) => void;
   /** Process start time (ms since epoch), for startup duration and uptime. */
@@ -110,7 +116,8 @@ export interface StatusServer {
   port(): number | undefined;
   /** Forget the readiness latches: a fresh Envoy that is not a hot-restart child (crash restart in place). */
   resetReadiness(): void;
-  addReadinessCheck(check: ReadinessCheck): void;
+  /** Plugs in a readiness blocker (e.g. the DNS proxy's "DNS table not yet received"); a name already registered is replaced. */
+  addReadinessCheck(check: ReadinessCheck | NamedReadinessCheck): void;
 }
 
 /** True for loopback peers, including IPv4-mapped IPv6 (`::ffff:127.0.0.1`). */
@@ -267,6 +274,7 @@ class StatusServerImpl implements StatusServer {
       noEnvoy: deps.noEnvoy ?? false,
       checks: deps.readinessChecks ?? [],
       onFirstReady: () => this.recordStartup(),
+      ...(deps.lastNacks ? { lastNacks: deps.lastNacks } : {}),
     });
     const source = deps.probeSourceAddress === null ? undefined : (deps.probeSourceAddress ?? probeSource);
     this.appProbes = new AppProbeRunner({
@@ -288,6 +296,11 @@ class StatusServerImpl implements StatusServer {
     const ms = this.now() - this.processStartMs;
     this.deps.metrics.startupDurationSeconds.set(ms / 1000);
     this.log.info(`Readiness succeeded in ${formatGoDuration(ms)}`);
+    try {
+      this.deps.onFirstReady?.();
+    } catch (e) {
+      this.log.warn(`onFirstReady failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   port(): number | undefined {
@@ -302,7 +315,7 @@ class StatusServerImpl implements StatusServer {
     this.probe.reset();
   }
 
-  addReadinessCheck(check: ReadinessCheck): void {
+  addReadinessCheck(check: ReadinessCheck | NamedReadinessCheck): void {
     this.probe.addCheck(check);
   }
 
@@ -410,7 +423,14 @@ class StatusServerImpl implements StatusServer {
         return this.handleRestart(req, res);
       case '/debug/status':
         return this.handleDebugStatus(req, res);
+      case '/':
+        return this.handleStatusPage(req, res);
+      case '/debug/pprof/profile':
+      case '/debug/pprof/heap':
+      case '/logging':
+        return this.handleDebug(req, res, path, target.query);
     }
+    if (path.startsWith('/scopej/')) return this.handleDebug(req, res, path, target.query);
     if (path.startsWith('/app-health/') || path.startsWith('/app-lifecycle/')) return this.handleAppProbe(req, res, path);
     this.sendError(req, res, 404, '404 page not found');
   }
@@ -428,7 +448,8 @@ class StatusServerImpl implements StatusServer {
     if (!r.ready) {
       this.log.warn(`Envoy proxy is NOT ready: ${r.reason ?? ''}`);
       this.lastProbeSuccessful = false;
-      this.send(req, res, 503);
+      // pilot-agent answers 503 with no body; ours names every blocker (the kubelet ignores the body)
+      this.send(req, res, 503, `${notReadyText(r)}\n`);
       return;
     }
     if (!this.lastProbeSuccessful) this.log.info('Envoy proxy is ready');
@@ -459,6 +480,41 @@ class StatusServerImpl implements StatusServer {
 
   private async handleDebugStatus(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    const body = await this.statusDocument();
+    this.send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
+  }
+
+  /** Profiling and log levels (debug.ts, loaded on first use); loopback only. */
+  private async handleDebug(req: IncomingMessage, res: ServerResponse, path: string, rawQuery: string): Promise<void> {
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    const d = await import('./debug.js');
+    const query = new URLSearchParams(rawQuery.startsWith('?') ? rawQuery.slice(1) : rawQuery);
+    let reply: { status: number; body: string; contentType?: string } | undefined;
+    if (path === '/debug/pprof/heap') {
+      if (req.method !== 'GET') return this.sendError(req, res, 405, 'Method Not Allowed');
+      return d.heapSnapshot(res, this.log);
+    }
+    if (path === '/debug/pprof/profile') {
+      if (req.method !== 'GET') return this.sendError(req, res, 405, 'Method Not Allowed');
+      reply = await d.cpuProfile(req, res, query, this.log);
+      if (!reply) return;
+    } else if (path === '/logging') reply = d.logging(req.method, query, this.log);
+    else reply = await d.scopej(req, path, this.log);
+    this.send(req, res, reply.status, reply.body, reply.contentType);
+  }
+
+  /** GET / : the status page (page.ts), loaded on first use. */
+  private async handleStatusPage(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.sendError(req, res, 405, 'Method Not Allowed');
+    const [{ renderStatusPage }, doc] = await Promise.all([import('./page.js'), this.statusDocument()]);
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+    this.send(req, res, 200, renderStatusPage(doc, new Date(this.now())), 'text/html; charset=utf-8');
+  }
+
+  /** The data of /debug/status and of the status page. */
+  private async statusDocument(): Promise<Record<string, unknown>> {
     const [readiness, server] = await Promise.all([
       this.probe.check(),
       this.deps.admin && !this.deps.noEnvoy
@@ -477,6 +533,7 @@ class StatusServerImpl implements StatusServer {
     };
     const xds = section(this.deps.getXdsStatus);
     const identity = section(this.deps.getIdentityStatus);
+    const timeline = section(this.deps.getTimeline);
     const body = {
       agent: {
         name: AGENT_NAME,
@@ -487,11 +544,12 @@ class StatusServerImpl implements StatusServer {
         shuttingDown: this.probe.shuttingDown,
       },
       envoy: { process: this.deps.getEnvoyStatus?.() ?? null, server: server ?? null },
-      readiness: { ready: readiness.ready, ...(readiness.reason !== undefined ? { reason: readiness.reason } : {}) },
+      readiness: { ready: readiness.ready, ...(readiness.reason !== undefined ? { reason: readiness.reason } : {}), ...(readiness.blockers ? { blockers: readiness.blockers } : {}) },
       xds,
       identity,
+      timeline,
     };
-    this.send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
+    return body;
   }
 
   private async handleStats(req: IncomingMessage, res: ServerResponse, rawQuery: string): Promise<void> {

@@ -1,6 +1,6 @@
 // Public surface of the xDS proxy component.
 export { createXdsProxy } from './proxy.js';
-export type { AgentTypeHandler, XdsProxy, XdsProxyOptions, XdsProxyStatus, XdsTypeStatus } from './proxy.js';
+export type { AgentTypeHandler, HealthReport, XdsProxy, XdsProxyEvent, XdsProxyOptions, XdsProxyStatus, XdsTypeStatus } from './proxy.js';
 export {
   resolveXdsProxySettings,
   xdsServerName,

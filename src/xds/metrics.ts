@@ -14,7 +14,12 @@ export interface XdsProxyMetrics {
   readonly xdsProxyRequests: Counter;
   /** `istio_agent_xds_proxy_responses` */
   readonly xdsProxyResponses: Counter;
+  /** Ours: `istio_agent_xds_stuck_streams_total{reason="no-answer"|"keepalive"}`: streams ended because istiod stopped answering. */
+  readonly xdsStuckStreams: Counter<'reason'>;
 }
+
+export const XDS_STUCK_STREAMS_METRIC = 'istio_agent_xds_stuck_streams_total';
+export const XDS_STUCK_STREAMS_HELP = 'The total number of xDS streams ended because istiod did not answer a request it must answer in time, or its keepalive failed.';
 
 const counter = <L extends string = never>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> => counterIn(registry, name, help, labelNames);
 
@@ -25,5 +30,6 @@ export function xdsProxyMetrics(registry: Registry): XdsProxyMetrics {
     envoyConnectionTerminations: counter(registry, 'istio_agent_envoy_connection_terminations', 'The total number of connection errors from envoy', ['type']),
     xdsProxyRequests: counter(registry, 'istio_agent_xds_proxy_requests', 'The total number of Xds Proxy Requests', []),
     xdsProxyResponses: counter(registry, 'istio_agent_xds_proxy_responses', 'The total number of Xds Proxy Responses', []),
+    xdsStuckStreams: counter(registry, XDS_STUCK_STREAMS_METRIC, XDS_STUCK_STREAMS_HELP, ['reason']),
   };
 }

@@ -1,6 +1,7 @@
 // Works out how the xDS proxy reaches istiod, from ProxyConfig and the agent's environment, with
 // pilot-agent's precedence rules. Pure apart from the injected `isFile` probe; every bad input is
 // reported at once as a ConfigError.
+import { DEFAULT_STUCK_STREAM_TIMEOUT_MS } from './watchdog.js';
 import { statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseGoDuration } from '../lib/duration.js';
@@ -52,6 +53,8 @@ export interface XdsProxySettings {
   readonly xdsHeaders: Readonly<Record<string, string>>;
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** XDS_STUCK_STREAM_TIMEOUT (ours): how long istiod may leave a request it must answer unanswered; 0 = never checked. */
+  readonly stuckStreamTimeoutMs?: number;
   readonly maxConcurrentStreams: number;
   readonly maxDownstreamRecvBytes: number;
   /** Mode of the socket file: 0600 for a sidecar, 0666 in proxyless mode (DISABLE_ENVOY=true). */
@@ -138,6 +141,7 @@ export function resolveXdsProxySettings(input: XdsSettingsInput): XdsProxySettin
 
   const keepaliveTimeMs = durationEnv('GRPC_KEEPALIVE_INTERVAL', DEFAULT_KEEPALIVE_TIME_MS);
   const keepaliveTimeoutMs = durationEnv('GRPC_KEEPALIVE_TIMEOUT', DEFAULT_KEEPALIVE_TIMEOUT_MS);
+  const stuckStreamTimeoutMs = env.XDS_STUCK_STREAM_TIMEOUT?.trim() === '0' ? 0 : durationEnv('XDS_STUCK_STREAM_TIMEOUT', DEFAULT_STUCK_STREAM_TIMEOUT_MS);
   const maxConcurrentStreams = intEnv('ISTIO_GPRC_MAXSTREAMS', DEFAULT_MAX_CONCURRENT_STREAMS);
   const maxDownstreamRecvBytes = intEnv('ISTIO_GPRC_MAXRECVMSGSIZE', DEFAULT_MAX_DOWNSTREAM_RECV_BYTES);
   const fileMountedCerts = boolEnv('FILE_MOUNTED_CERTS', false);
@@ -195,6 +199,7 @@ export function resolveXdsProxySettings(input: XdsSettingsInput): XdsProxySettin
     xdsHeaders,
     keepaliveTimeMs,
     keepaliveTimeoutMs,
+    stuckStreamTimeoutMs,
     maxConcurrentStreams,
     maxDownstreamRecvBytes,
     socketMode: proxyless ? PROXYLESS_SOCKET_MODE : SIDECAR_SOCKET_MODE,

@@ -23,11 +23,23 @@ import { Registry } from 'prom-client';
 import { xdsProxyMetrics, type XdsProxyMetrics } from './metrics.js';
 import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
-import { DELTA_METHOD, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
+import { DELTA_METHOD, HEALTH_INFO_TYPE, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
 import { OWNER_ONLY_SOCKET_MODE, checkSocketMode, listenUds, type UdsListener } from '../lib/uds.js';
 import { serveGrpcOnUds, shutdownGrpcServer } from '../lib/grpc-uds.js';
 import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
+import { AnswerWatchdog, DEFAULT_STUCK_STREAM_TIMEOUT_MS, mustBeAnswered } from './watchdog.js';
+
+/** Workload health for istiod (`istio.v1.HealthInformation`): healthy, or unhealthy with why. */
+export type HealthReport = { readonly healthy: true } | { readonly healthy: false; readonly message: string };
+
+/** What happened on a relayed stream, for the agent's start-up phases and event timeline. */
+export type XdsProxyEvent =
+  | { readonly kind: 'connected'; readonly stream: number }
+  | { readonly kind: 'request' | 'ack'; readonly stream: number; readonly typeUrl: string; readonly version: string }
+  | { readonly kind: 'nack'; readonly stream: number; readonly typeUrl: string; readonly message: string }
+  | { readonly kind: 'response'; readonly stream: number; readonly typeUrl: string; readonly version: string; readonly resources: number }
+  | { readonly kind: 'stuck'; readonly stream: number; readonly typeUrl: string; readonly waitedMs: number };
 
 /** A type the agent consumes itself instead of forwarding (NDS for the DNS proxy, PCDS for trust bundles). */
 export interface AgentTypeHandler {
@@ -97,6 +109,14 @@ export interface XdsProxyOptions {
    */
   readonly preconnect?: boolean;
   readonly preconnectIdleMs?: number;
+  /**
+   * Stuck-stream detection (watchdog.ts): a request istiod must answer (the first of a type on a stream)
+   * left unanswered this long ends the pair, so Envoy reconnects over a new istiod connection. Default 60 s;
+   * 0 disables it.
+   */
+  readonly stuckStreamTimeoutMs?: number;
+  /** Stream events (connected, requests, ACK/NACK, responses, stuck streams); must not throw. */
+  readonly onEvent?: (e: XdsProxyEvent) => void;
 }
 
 export interface XdsTypeStatus {
@@ -136,7 +156,11 @@ export interface XdsProxyStatus {
     readonly upstreamFailures: number;
     readonly upstreamErrors: number;
     readonly downstreamErrors: number;
+    /** Streams ended because istiod left a request it must answer unanswered (stuckStreamTimeoutMs). */
+    readonly stuckStreams: number;
   };
+  /** Type URLs the newest stream waits on an answer for (stuck-stream detection). */
+  readonly awaitingAnswer?: readonly string[];
   readonly lastError?: { readonly at: string; readonly message: string };
   /** Present while a hot-restart hand-over keeps overlapping streams (see beginHandover). */
   readonly handover?: {
@@ -180,6 +204,11 @@ export interface XdsProxy {
   beginHandover(windowMs: number): void;
   /** Ends a hand-over now (e.g. the next epoch failed to start). No-op when none is open. */
   endHandover(): void;
+  /**
+   * Reports the workload's health to istiod (pilot-agent's health requests, for WorkloadEntry health): sent
+   * on the open streams that have sent their first LDS request, and replayed on every later stream.
+   */
+  reportHealth(h: HealthReport): void;
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -221,7 +250,11 @@ interface ProxyCore {
   readonly slowSendWarnMs: number;
   readonly largeMessageBytes: number;
   readonly onLargeResponse: ((bytes: number) => void) | undefined;
-  readonly counts: { streams: number; requests: number; responses: number; upstreamFailures: number; upstreamErrors: number; downstreamErrors: number };
+  readonly counts: { streams: number; requests: number; responses: number; upstreamFailures: number; upstreamErrors: number; downstreamErrors: number; stuckStreams: number };
+  readonly stuckStreamTimeoutMs: number;
+  readonly onEvent: (e: XdsProxyEvent) => void;
+  /** The last workload health report (reportHealth), replayed on every new stream. */
+  health(): HealthReport | undefined;
   /** Live resource counts (XdsProxyStatus.resources). */
   readonly held: { upstreamChannels: number; sendTimers: number; sessionObjects: number };
   /** Counts sessions out of `held.sessionObjects` once they are garbage-collected. */
@@ -313,6 +346,10 @@ class Session {
   private channelClosing = false;
   /** The write to Envoy in flight (one at a time: the next istiod message is read after it completes). */
   private pendingWrite: { readonly typeUrl: string; readonly timer: NodeJS.Timeout } | undefined;
+  /** Requests istiod must answer, and whether it did in time. */
+  private readonly watchdog: AnswerWatchdog;
+  /** Type URLs Envoy has requested on this stream (bounded as the per-type status is). */
+  private readonly requestedTypes = new Set<string>();
 
   constructor(
     private readonly core: ProxyCore,
@@ -321,6 +358,7 @@ class Session {
     private readonly down: ServerDuplexStream<Buffer, Buffer>,
   ) {
     this.log = core.log;
+    this.watchdog = new AnswerWatchdog(core.stuckStreamTimeoutMs, (typeUrl, waitedMs) => this.onStuck(typeUrl, waitedMs));
     core.held.sessionObjects++;
     core.sessionFinalizer.register(this, undefined);
   }
@@ -336,6 +374,17 @@ class Session {
   upstreamState(): string {
     if (!this.channel) return 'NONE';
     return connectivityState[this.channel.getConnectivityState(false)] ?? 'UNKNOWN';
+  }
+
+  /** Sends a health report to istiod now if this stream has sent its first LDS request (else it goes then). */
+  sendHealth(h: HealthReport): void {
+    if (this.finished || !this.initialRequestsSent) return;
+    this.enqueue(encodeAgentRequest({ typeUrl: HEALTH_INFO_TYPE, ...(h.healthy ? {} : { errorDetail: { code: Status.INTERNAL, message: h.message } }) }, this.delta), HEALTH_INFO_TYPE);
+  }
+
+  /** Type URLs this stream waits on an answer for. */
+  get awaitingAnswer(): string[] {
+    return this.watchdog.waiting;
   }
 
   isUpstreamReady(): boolean {
@@ -411,6 +460,7 @@ class Session {
   private onUpstreamReady(): void {
     if (this.upstreamReady || this.finished) return;
     this.upstreamReady = true;
+    this.core.onEvent({ kind: 'connected', stream: this.id });
     this.log.info(`connected to ${this.delta ? 'delta ' : ''}upstream XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
   }
 
@@ -427,13 +477,21 @@ class Session {
   private onDownstreamRequest(buf: Buffer): void {
     if (this.finished) return;
     let typeUrl: string;
+    let mustAnswer = false;
     try {
       const s = summarizeRequest(buf, this.delta);
       typeUrl = s.typeUrl;
+      const first = !this.requestedTypes.has(typeUrl);
+      if (first && this.requestedTypes.size < MAX_TRACKED_TYPES) this.requestedTypes.add(typeUrl);
+      mustAnswer = isForwardedToEnvoy(typeUrl) && mustBeAnswered(s, first);
+      if (s.nack) this.core.onEvent({ kind: 'nack', stream: this.id, typeUrl, message: s.errorMessage });
+      else this.core.onEvent({ kind: s.nonce ? 'ack' : 'request', stream: this.id, typeUrl, version: s.versionInfo });
       const t = typeStatus(this.core, typeUrl);
       t.lastRequestNonce = s.nonce;
       if (s.nack) t.lastNack = s.errorMessage;
       else if (!this.delta && s.nonce) t.lastAckedVersion = s.versionInfo;
+      // Delta requests carry no version: an ACK of the last response acknowledges its system version
+      else if (this.delta && s.nonce && s.nonce === t.lastResponseNonce) t.lastAckedVersion = t.lastResponseVersion;
       if (this.log.enabled('debug')) {
         this.log.debug(this.delta ? 'delta request' : `request for type url ${typeUrl}`, {
           id: this.id,
@@ -448,9 +506,13 @@ class Session {
       return;
     }
     this.enqueue(buf, typeUrl);
+    if (mustAnswer) this.watchdog.expectAnswer(typeUrl);
     if (!this.initialRequestsSent && typeUrl === LISTENER_TYPE) {
       this.initialRequestsSent = true;
       for (const t of this.core.agentTypes.keys()) this.enqueue(encodeAgentRequest({ typeUrl: t }, this.delta), t);
+      // the last health report (ProxyConfig readinessProbe), held back until now as pilot-agent does
+      const h = this.core.health();
+      if (h) this.sendHealth(h);
     }
   }
 
@@ -498,6 +560,8 @@ class Session {
       this.failUpstream({ code: Status.INTERNAL, details: `bad response from upstream: ${errorMessage(e)}` });
       return;
     }
+    this.watchdog.answered(s.typeUrl);
+    this.core.onEvent({ kind: 'response', stream: this.id, typeUrl: s.typeUrl, version: s.versionInfo, resources: s.resources });
     const t = typeStatus(this.core, s.typeUrl);
     t.responses++;
     t.lastResponseNonce = s.nonce;
@@ -602,6 +666,18 @@ class Session {
 
   // ---- endings ----
 
+  /** istiod left a request it must answer unanswered: end the pair, so that Envoy reconnects over a new connection. */
+  private onStuck(typeUrl: string, waitedMs: number): void {
+    if (this.finished) return;
+    this.core.counts.stuckStreams++;
+    this.core.metrics.xdsStuckStreams.inc({ reason: 'no-answer' });
+    const msg = `istiod did not answer the ${shortType(typeUrl)} request within ${waitedMs}ms; closing the stream so that Envoy reconnects`;
+    this.log.warn(msg, { id: this.id, upstreamState: this.upstreamState() });
+    recordError(this.core, msg);
+    this.core.onEvent({ kind: 'stuck', stream: this.id, typeUrl, waitedMs });
+    this.failUpstream({ code: Status.UNAVAILABLE, details: msg });
+  }
+
   private onUpstreamStatus(st: StatusObject): void {
     this.upstreamEnded = true;
     const kind = classifyTermination(st.code, st.details);
@@ -646,6 +722,7 @@ class Session {
   finish(st: EndStatus | undefined): void {
     if (this.finished) return;
     this.finished = true;
+    this.watchdog.stop();
     this.core.unregister(this);
     this.sendQueue.length = 0;
     this.settleWrite();
@@ -707,6 +784,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   let closing: Promise<void> | undefined;
 
   const held = { upstreamChannels: 0, sendTimers: 0, sessionObjects: 0 };
+  let lastHealth: HealthReport | undefined;
   const core: ProxyCore = {
     cfg,
     log,
@@ -715,7 +793,16 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     slowSendWarnMs: opts.slowSendWarnMs ?? 10_000,
     largeMessageBytes: opts.largeMessageBytes ?? 1024 * 1024,
     onLargeResponse: opts.onLargeResponse,
-    counts: { streams: 0, requests: 0, responses: 0, upstreamFailures: 0, upstreamErrors: 0, downstreamErrors: 0 },
+    counts: { streams: 0, requests: 0, responses: 0, upstreamFailures: 0, upstreamErrors: 0, downstreamErrors: 0, stuckStreams: 0 },
+    stuckStreamTimeoutMs: opts.stuckStreamTimeoutMs ?? DEFAULT_STUCK_STREAM_TIMEOUT_MS,
+    health: () => lastHealth,
+    onEvent: (e) => {
+      try {
+        opts.onEvent?.(e);
+      } catch (err) {
+        log.warn(`xds event listener failed: ${errorMessage(err)}`);
+      }
+    },
     held,
     sessionFinalizer: new FinalizationRegistry<undefined>(() => {
       held.sessionObjects--;
@@ -849,6 +936,10 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     endHandover(): void {
       endHandover('ended by the agent');
     },
+    reportHealth(h: HealthReport): void {
+      lastHealth = h.healthy ? { healthy: true } : { healthy: false, message: h.message };
+      for (const s of active) s.sendHealth(lastHealth);
+    },
     getStatus(): XdsProxyStatus {
       const s = newest();
       // own properties even for a type URL such as "__proto__" (type URLs come from the peers)
@@ -865,6 +956,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
         ...(s ? { stream: { id: s.id, flavour: s.flavour, startedAt: s.startedAt.toISOString(), upstreamState: s.upstreamState() } } : {}),
         types,
         counts: { ...core.counts },
+        ...(s && s.awaitingAnswer.length ? { awaitingAnswer: s.awaitingAnswer } : {}),
         ...(core.lastError ? { lastError: { ...core.lastError } } : {}),
         ...(handover ? { handover: { until: new Date(handover.until).toISOString(), streams: handover.waitingFor.size } } : {}),
         resources: {

@@ -457,7 +457,8 @@ export class ControlPlane extends EventEmitter {
     else if (nonce !== st.nonce) kind = 'stale';
     else if (err) kind = 'nack';
     else kind = sub.length || unsub.length ? 'subscribe' : 'ack';
-    this.recordRequest({ ...base, kind, ...(kind === 'nack' ? { error: err?.message ?? '' } : {}) });
+    // error_detail is recorded whatever the kind (the agent's health reports carry one without a nonce)
+    this.recordRequest({ ...base, kind, ...(err ? { error: err.message ?? '' } : {}) });
     if (kind === 'nack') return;
     this.push(s, typeUrl, initial);
   }

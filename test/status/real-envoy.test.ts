@@ -32,7 +32,7 @@ void test('static-only Envoy: LIVE, but never ready: no xDS config was received'
     assert.equal((await admin.serverInfo()).state, 'LIVE');
     const r = await get(`http://127.0.0.1:${status.port()}/healthz/ready`);
     assert.equal(r.status, 503);
-    assert.equal(r.body, '');
+    assert.equal(r.body, 'not ready: envoy: config not received from XDS server (is Istiod running?): cds updates: 0 successful, 0 rejected; lds updates: 0 successful, 0 rejected (CDS and LDS not yet accepted by Envoy)\n');
     assert.ok(
       lines.some((l) =>
         l.includes(

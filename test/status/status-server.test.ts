@@ -100,7 +100,12 @@ void test('/healthz/ready: reasons, latch, startup metric, extra check, terminat
         const ready = (): Promise<number> => get(`${base}/healthz/ready`).then((r) => r.status);
         let r = await get(`${base}/healthz/ready`);
         assert.equal(r.status, 503);
-        assert.equal(r.body, '');
+        // pilot-agent's body is empty; ours names every blocker, Envoy's first
+        assert.equal(
+          r.body,
+          'not ready: envoy: config not received from XDS server (is Istiod running?): cds updates: 0 successful, 0 rejected; lds updates: 0 successful, 0 rejected (CDS and LDS not yet accepted by Envoy)\n' +
+            'not ready: check-1: grpc bootstrap file does not exist\n',
+        );
         assert.ok(lines.some((l) => /\twarn\tEnvoy proxy is NOT ready: config not received from XDS server \(is Istiod running\?\): cds updates: 0 successful/.test(l)));
 
         state.update = UPDATE_OK.replace('lds.update_success: 1', 'lds.update_success: 0').replace('lds.update_rejected: 0', 'lds.update_rejected: 1');
@@ -140,7 +145,7 @@ void test('/healthz/ready: reasons, latch, startup metric, extra check, terminat
         status.setShuttingDown('received signal: terminated');
         assert.equal(await ready(), 503);
         assert.match(lines.at(-1)!, /Envoy proxy is NOT ready: server is terminated: received signal: terminated/);
-        assert.deepEqual(await status.readiness(), { ready: false, reason: 'server is terminated: received signal: terminated' });
+        assert.equal((await status.readiness()).reason, 'server is terminated: received signal: terminated');
       },
     );
   } finally {

@@ -1,0 +1,140 @@
+// Operability with the real istiod and the real Envoy (issue 8), in a private network namespace: istiod is
+// reached through a relay that can black-hole it (TCP accepted, nothing forwarded or answered, as a wedged
+// load balancer does). While black-holed, readiness explains itself (CDS and LDS not accepted) and the xDS
+// proxy detects the stuck stream (counted, logged, on the status page's timeline) and closes it; once istiod
+// answers again, Envoy's next stream gets its configuration and the pod becomes ready.
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createNetns, PEER_PATH, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
+import { startIstiod, type Istiod } from '../helpers/istiod.js';
+import { AGENT_CLI, envoyBin, istioBootstrapTemplate } from '../helpers/peers.js';
+
+const RELAY_PORT = 15112;
+/** A TCP relay to istiod; a new connection follows the mode in the mode file (`blackhole` or `pass`). */
+const RELAY_SCRIPT = `
+const net = require('node:net');
+const fs = require('node:fs');
+const [listenPort, targetPort, modeFile] = process.argv.slice(1);
+const held = new Set();
+net.createServer((c) => {
+  c.on('error', () => {});
+  let mode = 'blackhole';
+  try { mode = fs.readFileSync(modeFile, 'utf8').trim(); } catch {}
+  if (mode !== 'pass') { held.add(c); c.on('close', () => held.delete(c)); c.resume(); return; }
+  const u = net.connect(targetPort, '127.0.0.1');
+  u.on('error', () => c.destroy());
+  c.on('close', () => u.destroy());
+  c.pipe(u).pipe(c);
+}).listen(Number(listenPort), '127.0.0.1', () => process.stdout.write('relay listening\\n'));
+`;
+
+async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>, diag: () => string): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what} (last error: ${String(last)})\n${diag()}`);
+}
+
+void describe('readiness explained and a stuck stream recovered (real istiod behind a black hole, real Envoy)', { timeout: 240_000 }, () => {
+  let netns: Netns | undefined;
+  let istiod: Istiod | undefined;
+  let relay: Proc | undefined;
+  let agent: Proc | undefined;
+  let dir: string | undefined;
+  const diag = (): string => `--- agent ---\n${(agent?.output() ?? '').slice(-6000)}\n--- relay ---\n${relay?.output() ?? ''}`;
+
+  before(async () => {
+    netns = await createNetns('mops');
+    istiod = await startIstiod({ netns });
+    dir = await mkdtemp(join(tmpdir(), 'mops-'));
+    await writeFile(join(dir, 'relay-mode'), 'blackhole');
+    const [rc, ra] = netns.wrap(process.execPath, ['-e', RELAY_SCRIPT, String(RELAY_PORT), String(istiod.ports.secureGrpc), join(dir, 'relay-mode')]);
+    relay = startProc(rc, ra, { env: { PATH: PEER_PATH } });
+    assert.ok(await netns.waitTcp(RELAY_PORT, 10_000), 'relay listening');
+    await mkdir(join(dir, 'var/run/secrets/istio'), { recursive: true });
+    await writeFile(join(dir, 'var/run/secrets/istio/root-cert.pem'), istiod.rootCertPem);
+    await mkdir(join(dir, 'var/run/secrets/tokens'), { recursive: true });
+    await writeFile(join(dir, 'var/run/secrets/tokens/istio-token'), istiod.mintToken('default', 'sleep'), { mode: 0o600 });
+    await mkdir(join(dir, 'var/lib/istio/envoy'), { recursive: true });
+    await copyFile(istioBootstrapTemplate(), join(dir, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
+    const env: Record<string, string> = {
+      PATH: PEER_PATH,
+      HOME: dir,
+      POD_NAME: 'sleep-0',
+      POD_NAMESPACE: 'default',
+      SERVICE_ACCOUNT: 'sleep',
+      INSTANCE_IP: '127.0.0.1',
+      CLOUD_PLATFORM: 'none',
+      TRUST_DOMAIN: 'cluster.local',
+      ISTIO_META_CLUSTER_ID: 'Kubernetes',
+      ISTIO_META_MESH_ID: 'cluster.local',
+      ISTIO_META_WORKLOAD_NAME: 'sleep',
+      ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
+      // the CA is reached directly: only the xDS path is black-holed
+      CA_ADDR: istiod.discoveryAddress,
+      XDS_STUCK_STREAM_TIMEOUT: '3s',
+      // health reporting to istiod (WorkloadEntry health): the "application" is istiod's HTTP port
+      PROXY_CONFIG: JSON.stringify({
+        discoveryAddress: `localhost:${RELAY_PORT}`,
+        binaryPath: envoyBin(),
+        concurrency: 1,
+        drainDuration: '2s',
+        terminationDrainDuration: '1s',
+        readinessProbe: { tcpSocket: { host: '127.0.0.1', port: istiod.ports.http }, periodSeconds: 1 },
+      }),
+    };
+    const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, 'proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info']);
+    agent = startProc(cmd, args, { cwd: dir, env });
+  });
+
+  after(async () => {
+    await agent?.stop(10_000);
+    await relay?.stop(2000);
+    await istiod?.stop();
+    await netns?.dispose();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  void it('while black-holed: not ready, saying CDS and LDS are not accepted; the stuck stream is detected and closed', async () => {
+    const ns = netns!;
+    const body = await poll('a 503 naming CDS and LDS', 60_000, async () => {
+      const r = await ns.fetch('http://127.0.0.1:15020/healthz/ready');
+      return r.status === 503 && /CDS and LDS not yet accepted by Envoy/.test(r.body) ? r.body : undefined;
+    }, diag);
+    assert.match(body, /^not ready: envoy: config not received from XDS server \(is Istiod running\?\)/m);
+    await poll('the stuck stream detected', 60_000, async () => (/istiod did not answer the (CDS|LDS) request within 3000ms; closing the stream so that Envoy reconnects/.test(agent!.output()) ? true : undefined), diag);
+    const metrics = (await ns.fetch('http://127.0.0.1:15020/stats/prometheus')).body;
+    assert.match(metrics, /^istio_agent_xds_stuck_streams_total\{reason="no-answer"\} [1-9]/m);
+  });
+
+  void it('once istiod answers again: Envoy gets its configuration through a new stream and the pod is ready; the page tells the story', async () => {
+    const ns = netns!;
+    await writeFile(join(dir!, 'relay-mode'), 'pass');
+    await poll('ready', 90_000, async () => ((await ns.fetch('http://127.0.0.1:15020/healthz/ready')).status === 200 ? true : undefined), diag);
+    const page = (await ns.fetch('http://127.0.0.1:15020/')).body;
+    assert.match(page, /READY/);
+    assert.match(page, /spiffe:\/\/cluster\.local\/ns\/default\/sa\/sleep/);
+    assert.match(page, />CDS<\/td>/);
+    assert.match(page, />stuck-stream<\/td><td>istiod did not answer (CDS|LDS) within 3000ms/);
+    const status = JSON.parse((await ns.fetch('http://127.0.0.1:15020/debug/status')).body) as { xds: { counts: { stuckStreams: number }; connected: boolean } };
+    assert.ok(status.xds.counts.stuckStreams >= 1);
+    assert.equal(status.xds.connected, true);
+    // the health report went to istiod on the stream (after Envoy's first LDS request); istiod took it
+    // and the stream stayed up (a WorkloadEntry needs Kubernetes, which this istiod runs without)
+    await poll('a health report to istiod', 30_000, async () => (/healthcheck\tsuccess threshold hit, marking as healthy/.test(agent!.output()) && /reported healthy to istiod/.test((await ns.fetch('http://127.0.0.1:15020/')).body) ? true : undefined), diag);
+    const after = JSON.parse((await ns.fetch('http://127.0.0.1:15020/debug/status')).body) as { xds: { connected: boolean; types: Record<string, { requests: number }> } };
+    assert.equal(after.xds.connected, true);
+    assert.ok((after.xds.types['type.googleapis.com/istio.v1.HealthInformation']?.requests ?? 0) >= 1);
+  });
+});
