@@ -24,6 +24,8 @@ import { resolveXdsProxySettings, type XdsProxySettings } from '../xds/options.j
 import type { Identity } from '../identity/index.js';
 import type { EarlyKey } from '../identity/keys.js';
 import { resolveIdentitySettings, sdsSocketToBind, type IdentitySettings } from '../identity/options.js';
+import type { DnsProxy } from '../dns/index.js';
+import { resolveDnsSettings, type DnsSettings } from '../dns/options.js';
 import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
 import type { AgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
@@ -53,6 +55,15 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // settings first (pure): a bad value stops start-up before anything runs
   let identitySettings: IdentitySettings;
   let statusEnv: StatusEnvConfig | undefined;
+  // ISTIO_META_DNS_CAPTURE & co, from the environment with ProxyConfig.proxyMetadata over it (pilot-agent
+  // sets the metadata as environment variables); the DNS proxy itself is loaded only when enabled
+  const dnsSettings: DnsSettings = resolveDnsSettings({
+    env: { ...cfg.processEnv, ...cfg.proxy.proxyMetadata },
+    proxyType: cfg.proxyType,
+    podNamespace: cfg.env.podNamespace,
+    dnsDomain: cfg.dnsDomain,
+    uid: process.getuid?.() ?? -1,
+  });
   try {
     identitySettings = resolveIdentitySettings(cfg);
     if (cfg.proxy.statusPort !== 0) {
@@ -72,6 +83,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // the components, created once Envoy has been spawned (startComponents below)
   let metrics: AgentMetrics | undefined;
   let identity: Identity | undefined;
+  let dns: DnsProxy | undefined;
   /** Set once every component runs: restarts are refused before. */
   let started = false;
   const proxyless = cfg.env.disableEnvoy;
@@ -252,14 +264,22 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
    */
   const startComponents = async (): Promise<ExitCode | undefined> => {
     try {
-      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }] = await Promise.all([
+      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }, dnsModule] = await Promise.all([
         import('../lib/metrics.js'),
         import('../identity/index.js'),
         import('../xds/proxy.js'),
         import('../status/server.js'),
+        dnsSettings.enabled ? import('../dns/index.js') : undefined,
       ]);
       const m = createAgentMetrics();
       metrics = m;
+      if (dnsModule) {
+        // pilot-agent binds the DNS sockets before the other components: a port clash stops start-up
+        const d = dnsModule.createDnsProxy({ settings: dnsSettings, log, registry: m.registry });
+        await d.start();
+        dns = d;
+        cleanups.push(() => d.close());
+      }
       if (statusEnv) {
         status = createStatusServer({
           parsedEnv: statusEnv,
@@ -286,6 +306,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
               if (st.state !== 'running' && st.state !== 'draining') return `Envoy is not running (${st.state})`;
               return sup.currentAlive() ? undefined : 'Envoy is not running (its process has exited)';
             },
+            // pilot-agent: not ready until the first DNS name table arrived
+            () => dns?.notReady(),
           ],
           onQuit: () => {
             quitting = true;
@@ -304,6 +326,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           },
           getXdsStatus: () => xds?.getStatus(),
           getIdentityStatus: () => identity?.status() ?? null,
+          ...(dnsSettings.enabled ? { getDnsStatus: () => dns?.status() ?? null } : {}),
           noEnvoy: proxyless,
           onServeError: (err) => {
             log.error(`status server failed: ${err.message}; terminating`);
@@ -316,7 +339,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       identity = ident;
       // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
       // (beginHandover) both epochs keep theirs
-      const proxy = createXdsProxy({ ...xdsSettings, log: log.scope('xdsproxy'), metrics: m, preconnect: !proxyless, onLargeResponse: () => releaseMemorySoon(), ...(xdsListener ? { listener: xdsListener } : {}) });
+      const proxy = createXdsProxy({ ...xdsSettings, log: log.scope('xdsproxy'), metrics: m, preconnect: !proxyless, onLargeResponse: () => releaseMemorySoon(), ...(dns ? { agentTypes: [dns.agentType] } : {}), ...(xdsListener ? { listener: xdsListener } : {}) });
       xds = proxy;
       const st = status;
       const steps = await Promise.allSettled([

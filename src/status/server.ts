@@ -81,6 +81,8 @@ export interface StatusServerDeps {
   readonly getXdsStatus?: () => unknown;
   /** Workload identity (SPIFFE ID, certificate, roots, last CA error, SDS streams). */
   readonly getIdentityStatus?: () => unknown;
+  /** The DNS proxy (table received, names, last update, upstreams); absent when DNS capture is off. */
+  readonly getDnsStatus?: () => unknown;
   /** An unexpected serve error after start (pilot-agent then SIGTERMs itself). */
   readonly onServeError?: (err: Error) => void;
   /** Process start time (ms since epoch), for startup duration and uptime. */
@@ -477,6 +479,7 @@ class StatusServerImpl implements StatusServer {
     };
     const xds = section(this.deps.getXdsStatus);
     const identity = section(this.deps.getIdentityStatus);
+    const dns = section(this.deps.getDnsStatus);
     const body = {
       agent: {
         name: AGENT_NAME,
@@ -490,6 +493,7 @@ class StatusServerImpl implements StatusServer {
       readiness: { ready: readiness.ready, ...(readiness.reason !== undefined ? { reason: readiness.reason } : {}) },
       xds,
       identity,
+      dns,
     };
     this.send(req, res, 200, `${JSON.stringify(body, null, 2)}\n`, 'application/json');
   }
