@@ -198,9 +198,11 @@ async function load(port: number, seconds: number, concurrency: number, name: st
   const send = (): void => {
     if (Date.now() >= end) return;
     id = (id + 1) & 0xffff;
-    q.writeUInt16BE(id, 0);
+    // a copy per query: send() reads its buffer later, after the next query has changed the ID
+    const m = Buffer.from(q);
+    m.writeUInt16BE(id, 0);
     pending.set(id, process.hrtime.bigint());
-    sock.send(q, port, '127.0.0.1');
+    sock.send(m, port, '127.0.0.1');
   };
   await new Promise<void>((resolve) => {
     sock.on('message', (m) => {
