@@ -86,6 +86,10 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
   const extra: Record<'go' | 'ours', Reply[]> = { go: [], ours: [] };
   const metrics: Record<'go' | 'ours', string> = { go: '', ours: '' };
   let ourStatus = '';
+  /** Our agent with a resolv.conf naming no usable nameserver: its output and the answers it gave. */
+  let noServer: { output: string; replies: Reply[] } | undefined;
+  /** Both agents started while 127.0.0.1:15053 is taken. */
+  const clash: Record<'go' | 'ours', { code: number | null; output: string }> = { go: { code: null, output: '' }, ours: { code: null, output: '' } };
 
   const query = async (qs: Q[]): Promise<Reply[]> => {
     const [c, a] = netns!.wrap(process.execPath, [DNS_TOOL, 'query', '15053', JSON.stringify(qs)]);
@@ -170,25 +174,64 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
     }
 
     // 2. ours, as the injector starts it
-    let pod: Pod | undefined;
-    try {
-      pod = await createPod({
-        name: 'sleep-0',
-        serviceAccount: 'sleep',
-        rootCert: istiod.rootCertPem,
-        token: istiod.mintToken('default', 'sleep'),
-        proxyConfig: { discoveryAddress: istiod.discoveryAddress, concurrency: 1, drainDuration: '5s', terminationDrainDuration: '1s' },
-        env: { CA_ADDR: istiod.discoveryAddress, INSTANCE_IP: '127.0.0.1', CLOUD_PLATFORM: 'none', ...dnsEnv },
-      });
-      const [oc, oa] = netns.wrap(process.execPath, [AGENT_CLI, ...pod.args]);
-      const ours = startProc(oc, oa, { cwd: pod.cwd, env: pod.env });
+    const withOurs = async (fn: (agent: Proc) => Promise<void>): Promise<void> => {
+      let pod: Pod | undefined;
       try {
-        await runBattery('ours', ours);
+        pod = await createPod({
+          name: 'sleep-0',
+          serviceAccount: 'sleep',
+          rootCert: istiod!.rootCertPem,
+          token: istiod!.mintToken('default', 'sleep'),
+          proxyConfig: { discoveryAddress: istiod!.discoveryAddress, concurrency: 1, drainDuration: '5s', terminationDrainDuration: '1s' },
+          env: { CA_ADDR: istiod!.discoveryAddress, INSTANCE_IP: '127.0.0.1', CLOUD_PLATFORM: 'none', ...dnsEnv },
+        });
+        const [oc, oa] = netns!.wrap(process.execPath, [AGENT_CLI, ...pod.args]);
+        const ours = startProc(oc, oa, { cwd: pod.cwd, env: pod.env });
+        try {
+          await fn(ours);
+        } finally {
+          await ours.stop(10_000);
+        }
       } finally {
-        await ours.stop(10_000);
+        await pod?.cleanup();
+      }
+    };
+    await withOurs((ours) => runBattery('ours', ours));
+
+    // 3. ours with a resolv.conf without a usable nameserver: a clear start-up log, SERVFAIL at once
+    await writeFile(join(etcDir, 'resolv.conf'), `nameserver not-an-address\nsearch ${SEARCH}\n`);
+    await withOurs(async (ours) => {
+      await waitTable(ours);
+      noServer = { replies: await query([{ name: 'outside.example.test', type: 'A' }, { name: 'static.example.test', type: 'A', transport: 'tcp' }]), output: ours.output() };
+    });
+    await writeFile(join(etcDir, 'resolv.conf'), `nameserver 127.0.0.1\nsearch ${SEARCH}\n`);
+
+    // 4. the DNS port already taken (the test's resolver on 127.0.0.1:15053): both agents stop start-up
+    const [hc, ha] = netns.wrap(process.execPath, [DNS_TOOL, 'upstream', '15053']);
+    const holder = startProc(hc, ha, { env: { PATH: PEER_PATH } });
+    try {
+      assert.ok(await netns.waitTcp(15053, 10_000), `could not take 15053: ${holder.output()}`);
+      await withOurs(async (ours) => {
+        const f = await Promise.race([ours.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
+        clash.ours = { code: f?.code ?? null, output: ours.output() };
+      });
+      const gdir = await mkdtemp(join(tmpdir(), 'go-dns-clash-'));
+      try {
+        await mkdir(join(gdir, 'var/run/secrets/istio'), { recursive: true });
+        await writeFile(join(gdir, 'var/run/secrets/istio/root-cert.pem'), istiod.rootCertPem);
+        const [gc, ga] = netns.wrap(pilotAgentBin(), ['proxy', 'sidecar', '--domain', 'default.svc.cluster.local']);
+        const go = startProc(gc, ga, {
+          cwd: gdir,
+          env: { PATH: PEER_PATH, HOME: gdir, POD_NAME: 'sleep-0', POD_NAMESPACE: 'default', INSTANCE_IP: '127.0.0.1', CLOUD_PLATFORM: 'none', PROXY_CONFIG: JSON.stringify({ discoveryAddress: istiod.discoveryAddress, binaryPath: envoyBin() }), ...dnsEnv },
+        });
+        const f = await Promise.race([go.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
+        clash.go = { code: f?.code ?? null, output: go.output() };
+        await go.stop(5000);
+      } finally {
+        await rm(gdir, { recursive: true, force: true });
       }
     } finally {
-      await pod?.cleanup();
+      await holder.stop(1000);
     }
   });
 
@@ -229,6 +272,22 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
     assert.ok(dns.entries >= 6, JSON.stringify(dns));
     assert.ok(dns.names > dns.entries, JSON.stringify(dns));
     assert.ok(dns.lastUpdate);
+  });
+
+  void it('a resolv.conf without a usable nameserver: a clear start-up log, SERVFAIL for outside names, the table still answers', () => {
+    assert.ok(noServer);
+    assert.match(noServer.output, /has no usable nameserver: names outside the mesh get SERVFAIL/);
+    assert.match(noServer.output, /not IP addresses: not-an-address/);
+    assert.equal(noServer.replies[0]?.rcode, 'SERVFAIL', JSON.stringify(noServer.replies));
+    assert.deepEqual(noServer.replies[1]?.answers, ['A static.example.test "10.50.0.1"']);
+  });
+
+  void it('the DNS port already taken: start-up stops with an error naming it, as the Go agent', () => {
+    assert.notEqual(clash.go.code, 0, clash.go.output.slice(-3000));
+    assert.notEqual(clash.go.code, null, `the Go agent kept running: ${clash.go.output.slice(-3000)}`);
+    assert.match(clash.go.output, /failed to start local DNS server/);
+    assert.equal(clash.ours.code, 255, clash.ours.output.slice(-3000));
+    assert.match(clash.ours.output, /failed to start local DNS server: Failed to listen on udp port 127\.0\.0\.1:15053: .*EADDRINUSE/);
   });
 
   void it('differences (README): a lost UDP query and a truncated UDP answer', () => {
