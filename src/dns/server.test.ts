@@ -313,6 +313,27 @@ void describe('dns proxy over loopback sockets', { timeout: 120_000 }, () => {
     }
   });
 
+  void it('listens where the nameservers are: [::1] for an IPv6 nameserver, both families for both (localhost address)', async () => {
+    const p6 = await freePort();
+    const p = await startProxy('nameserver ::1\nnameserver 127.0.0.1\n', { DNS_PROXY_ADDR: `localhost:${p6}` });
+    try {
+      assert.deepEqual([...p.proxy.status().listening].sort(), [`tcp 127.0.0.1:${p6}`, `tcp [::1]:${p6}`, `udp 127.0.0.1:${p6}`, `udp [::1]:${p6}`]);
+      await p.proxy.agentType.onResource({ typeUrl: p.proxy.agentType.typeUrl, value: tableBytes });
+      const r = await new Promise<Buffer>((resolve, reject) => {
+        const s6 = createSocket('udp6');
+        s6.on('error', reject);
+        s6.on('message', (m) => {
+          s6.close();
+          resolve(m);
+        });
+        s6.send(query('www.google.com', 'A'), p6, '::1');
+      });
+      assert.deepEqual(ips(dnsPacket.decode(r)), ['1.1.1.1']);
+    } finally {
+      await p.proxy.close();
+    }
+  });
+
   void it('a port already taken stops start-up with an error naming it', async () => {
     const settings = { ...resolveDnsSettings({ env: { ISTIO_META_DNS_CAPTURE: 'true', DNS_PROXY_ADDR: `127.0.0.1:${port}` }, proxyType: 'sidecar', podNamespace: 'ns1', dnsDomain: 'ns1.svc.cluster.local', uid: 1000 }), resolvConfPaths: [join(dir, `resolv-${port}.conf`)] };
     const d = createDnsProxy({ settings, log: memoryLogger().log, registry: new Registry() });
