@@ -2,7 +2,8 @@
 // NameTable only when the test gives it one): until the first table, /healthz/ready is 503 with
 // pilot-agent's reason and every query gets SERVFAIL; a table pushed on the xDS stream is ACKed and makes
 // the agent ready and the names answer; a table that does not decode is NACKed and the last good one keeps
-// answering; a new table replaces the old one whole. Only names of the table are queried (nothing is
+// answering; a new table replaces the old one whole; after a reconnect NDS is asked for again and the
+// table is kept meanwhile (an empty response is ignored). Only names of the table are queried (nothing is
 // forwarded to the host's resolver).
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
@@ -59,6 +60,9 @@ interface Observed {
   nackKinds: string[];
   answersAfterNack: string[];
   answersAfterReplace: string[];
+  /** After the control plane closed the stream: NDS asked for again, the table kept meanwhile. */
+  reRequested: boolean;
+  answersAfterReconnect: string[];
 }
 
 async function observe(agent: 'go' | 'ours'): Promise<Observed> {
@@ -104,7 +108,17 @@ async function observe(agent: 'go' | 'ours'): Promise<Observed> {
     cp.setResources(NAME_TABLE_TYPE, [{ name: '', value: nds.encode({ table: { 'svc-c.example.test': { ips: ['10.70.0.3'], registry: 'External' } } }) }]);
     await until('the second NDS ACK', 30_000, async () => (ndsReq('ack').length > 1 ? true : undefined), diag);
     const answersAfterReplace = [await ask('svc-c.example.test')];
-    return { readyBefore: before.status, reasonBefore, answerBefore, ndsRequestAfterLds: firstLds >= 0 && firstNds > firstLds, readyAfter, answers, nackKinds, answersAfterNack, answersAfterReplace };
+
+    // a reconnect: NDS is asked for again on the new stream; the table stays meanwhile
+    const initials = ndsReq('initial').length;
+    cp.setResources(NAME_TABLE_TYPE, []);
+    cp.closeStreams();
+    const answersAfterReconnect = [await ask('svc-c.example.test')];
+    const reRequested = await until('NDS asked for again', 30_000, async () => (ndsReq('initial').length > initials ? true : undefined), diag);
+    answersAfterReconnect.push(await ask('svc-c.example.test'));
+    return {
+      reRequested,
+      answersAfterReconnect, readyBefore: before.status, reasonBefore, answerBefore, ndsRequestAfterLds: firstLds >= 0 && firstNds > firstLds, readyAfter, answers, nackKinds, answersAfterNack, answersAfterReplace };
   } finally {
     await proc.stop(10_000);
     await cp.stop();
@@ -131,6 +145,8 @@ void describe('NDS: the name table on the xDS stream, ours and the Go pilot-agen
     assert.deepEqual(o.answers, ['NOERROR A:10.70.0.1', 'NOERROR AAAA:2001:db8::70', 'NOERROR', 'NOERROR A:10.70.0.2']);
     assert.deepEqual(o.answersAfterNack, ['NOERROR A:10.70.0.1']);
     assert.deepEqual(o.answersAfterReplace, ['NOERROR A:10.70.0.3']);
+    assert.equal(o.reRequested, true);
+    assert.deepEqual(o.answersAfterReconnect, ['NOERROR A:10.70.0.3', 'NOERROR A:10.70.0.3']);
   });
 
   void it('behave the same: readiness and answers before the table, ACK, NACK, replacement', () => {
