@@ -66,24 +66,30 @@ function replyTo(req: Packet, flags: number, answers: Answer[]): Packet {
   return { id: req.id ?? 0, type: 'response', flags: opcode | copied | flags, questions: req.questions?.slice(0, 1) ?? [], answers };
 }
 
-/** Encodes `p`, dropping records from the end and setting TC until it fits `limit`. */
+/** Encodes `p`; when it does not fit `limit`, keeps the answers, then authorities, then additionals that fit (in that order), keeps the OPT record, and sets TC. */
 export function encodeWithin(p: Packet, limit: number): Buffer {
-  let buf = dnsPacket.encode(p);
-  if (buf.length <= limit) return buf;
+  const full = dnsPacket.encodingLength(p);
+  if (full <= limit) return dnsPacket.encode(p);
+  // no name compression in the encoder: a message's length is the sum of its records' lengths
   const opt = (p.additionals ?? []).filter((a) => a.type === 'OPT');
-  const answers = [...(p.answers ?? [])];
-  const authorities = [...(p.authorities ?? [])];
-  const additionals = (p.additionals ?? []).filter((a) => a.type !== 'OPT');
-  const t: Packet = { ...p, flags: (p.flags ?? 0) | TC };
-  while (buf.length > limit) {
-    if (additionals.length) additionals.pop();
-    else if (authorities.length) authorities.pop();
-    else if (answers.length) answers.pop();
-    else if (opt.length) opt.pop();
-    else break;
-    buf = dnsPacket.encode({ ...t, answers, authorities, additionals: [...additionals, ...opt] });
-  }
-  return buf;
+  const t: Packet = { ...p, flags: (p.flags ?? 0) | TC, answers: [], authorities: [], additionals: opt };
+  let size = dnsPacket.encodingLength(t);
+  const recordLength = (r: Answer): number => dnsPacket.encodingLength({ answers: [r] }) - 12;
+  const fill = (from: readonly Answer[], into: Answer[]): boolean => {
+    for (const r of from) {
+      const n = recordLength(r);
+      if (size + n > limit) return false;
+      into.push(r);
+      size += n;
+    }
+    return true;
+  };
+  const extra: Answer[] = [];
+  if (fill(p.answers ?? [], t.answers!) && fill(p.authorities ?? [], t.authorities!)) fill((p.additionals ?? []).filter((a) => a.type !== 'OPT'), extra);
+  t.additionals = [...extra, ...opt];
+  // the OPT record alone may not fit a tiny limit: then it goes too
+  if (size > limit) t.additionals = extra;
+  return dnsPacket.encode(t);
 }
 
 /** Fits an upstream reply to the client's limit (as is when it fits). */
