@@ -290,6 +290,29 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     L.push('');
   }
 
+  if (has('dns')) {
+    const k = plan.dns;
+    L.push('## 6. DNS proxy');
+    L.push('');
+    L.push(
+      `DNS capture on (\`ISTIO_META_DNS_CAPTURE=true\`), the real istiod serving ${k.serviceEntries} ServiceEntries with addresses, after ready (which ` +
+        `waits for the first name table with both agents). A load generator (a separate process, \`test/helpers/dns-tool.ts load\`) keeps ` +
+        `${k.concurrency} UDP A queries outstanding on \`127.0.0.1:15053\` for ${k.seconds} s, ${k.reps} times per run after a ${k.warmupS} s warm-up: ` +
+        'a name of the table (answered by the agent), and a name outside the mesh (forwarded to a resolver on 127.0.0.1:53 in the same ' +
+        'namespace). Latency is per query, send to answer, at the load generator.',
+    );
+    L.push('');
+    L.push(HEAD);
+    const pick = (key, field) => (rs) => flat(rs, (r) => r.dns[key].map((x) => x[field]));
+    for (const [key, label] of [['hit', 'table hit'], ['forwarded', 'forwarded']]) {
+      L.push(row(`${label}: queries/s`, '', 'dns', results, pick(key, 'qps')));
+      L.push(row(`${label}: p50 latency`, 'ms', 'dns', results, pick(key, 'p50Ms')));
+      L.push(row(`${label}: p99 latency`, 'ms', 'dns', results, pick(key, 'p99Ms')));
+      L.push(row(`${label}: queries lost or not NOERROR`, '', 'dns', results, (rs) => flat(rs, (r) => r.dns[key].map((x) => x.errors + x.lost)), { ratio: false }));
+    }
+    L.push('');
+  }
+
   L.push('## Method');
   L.push('');
   L.push(

@@ -3,9 +3,9 @@
 // agents use their default ports 15000/15020/15021/15090), one after the other, alternating agents per
 // trial kind. Writes BENCHMARKS.md (and, with --json FILE, the raw results).
 //
-//   node bench/run.mjs [--quick] [--out BENCHMARKS.md] [--json FILE] [--agents go,ours] [--only startup,steady,cert,istiod,soak]
+//   node bench/run.mjs [--quick] [--out BENCHMARKS.md] [--json FILE] [--agents go,ours] [--only startup,steady,cert,istiod,soak,dns]
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string', default: join(ROOT, 'BENCHMARKS.md') },
     json: { type: 'string' },
     agents: { type: 'string', default: 'go,ours' },
-    only: { type: 'string', default: 'startup,steady,cert,istiod,soak' },
+    only: { type: 'string', default: 'startup,steady,cert,istiod,soak,dns' },
   },
 });
 
@@ -37,6 +37,9 @@ const PLAN = {
   istiod: { kind: 'istiod', reps: quick ? 2 : 5, warmup: 1, serviceEntries: 20, pushes: quick ? 5 : 10, readyTimeoutMs: 30_000 },
   // one agent per run: a warm-up of `warmup` of each, then 1,000 scrapes (plain / gzip / gzip cut mid-body),
   // 1,000 app probe calls (HTTP / gRPC) and 1,000 route pushes (each ACKed), `concurrency` requests in flight
+  // DNS proxy (real istiod, 20 ServiceEntries): per run and agent, `reps` UDP loads of `seconds` each, `concurrency`
+  // queries outstanding, for a name of the table and for a name forwarded to a local upstream
+  dns: { kind: 'dns', runs: quick ? 1 : 2, reps: 3, seconds: quick ? 3 : 5, warmupS: 1, concurrency: 16, serviceEntries: 20, readyTimeoutMs: 60_000 },
   soak: { kind: 'soak', runs: quick ? 1 : 3, warmup: 100, scrapes: 1000, probes: 1000, pushes: 1000, concurrency: 4, settleMs: 2000, idleMs: 5000 },
 };
 const TRIAL_TIMEOUT_MS = 300_000;
@@ -98,6 +101,12 @@ async function runTrial(agent, cfg) {
     await netns.dispose();
     throw new Error('stopped');
   }
+  // the dns trial's nameserver: `ip netns exec` shows /etc/netns/<ns>/resolv.conf as /etc/resolv.conf
+  const etc = join('/etc/netns', netns.name);
+  if (cfg.kind === 'dns') {
+    await mkdir(etc, { recursive: true });
+    await writeFile(join(etc, 'resolv.conf'), 'nameserver 127.0.0.1\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n');
+  }
   const trial = join(HERE, 'trial.mjs');
   const [cmd, args] = netns.wrap(process.execPath, [trial, JSON.stringify({ ...cfg, agent })]);
   const child = spawn(cmd, args, {
@@ -125,6 +134,7 @@ async function runTrial(agent, cfg) {
   const code = await new Promise((resolve) => child.once('close', (c) => resolve(c)));
   clearTimeout(timer);
   await reapNetns(netns);
+  if (cfg.kind === 'dns') await rm(etc, { recursive: true, force: true });
   current = undefined;
   finished();
   if (stopping) throw new Error('stopped');

@@ -12,6 +12,8 @@
 //   cert     one agent: first workload certificate over SDS and its rotations (short SECRET_TTL), with the
 //            in-repo CA (cfg.ca 'in-repo', default) or the real istiod as the CA (cfg.ca 'istiod')
 //   istiod   against the real istiod: spawn -> ready, `reps` times, then ServiceEntry pushes
+//   dns      against the real istiod, DNS capture on: UDP queries/s and latency on :15053 for a name of the
+//            table and for a name forwarded to a local upstream (run.mjs gives the namespace a resolv.conf)
 //   soak     one agent: after a warm-up, `scrapes` scrapes of :15020/stats/prometheus (plain, gzip, gzip cut
 //            mid-body), `probes` app probe calls (HTTP and gRPC health) and `pushes` route pushes, each ACKed;
 //            agent RSS after each phase and after an idle, the peak, and whether every request succeeded
@@ -870,9 +872,65 @@ async function istiodTrial(res) {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The DNS proxy: queries/s and p50/p99 for a table hit and a forwarded name (dns-tool load, UDP). */
+async function dnsTrial(res) {
+  const { startIstiod, DEFAULT_ISTIOD_PORTS } = await import(B('test/helpers/istiod.js'));
+  const tool = B('test/helpers/dns-tool.js');
+  const configs = {};
+  for (let i = 0; i < (cfg.serviceEntries ?? 20); i++) configs[`se-${i}.yaml`] = serviceEntry(`se-${i}`, `svc-${i}.bench.test`, 8000 + i).replace('  resolution: STATIC', `  addresses: [10.60.0.${i + 1}]\n  resolution: STATIC`);
+  const istiod = await startIstiod({ ports: DEFAULT_ISTIOD_PORTS, configs, logLevel: 'default:warn' });
+  const stopIstiod = () => istiod.stop();
+  undo.add(stopIstiod);
+  // the namespace's nameserver (resolv.conf written by run.mjs: nameserver 127.0.0.1)
+  const upstream = spawn(process.execPath, [tool, 'upstream', '53', '127.0.0.1'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stopUpstream = () => {
+    try {
+      process.kill(-upstream.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  undo.add(stopUpstream);
+  const who = { rootCert: istiod.rootCertPem, token: istiod.mintToken('default', 'sleep') };
+  const load = (seconds, name) =>
+    new Promise((resolve, reject) => {
+      const c = spawn(process.execPath, [tool, 'load', '15053', String(seconds), String(cfg.concurrency ?? 16), name, 'A'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      c.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+      c.once('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`dns-tool load exited ${code}`))));
+    });
+  try {
+    const { pod, env } = await makePod(undefined, who, { CA_ADDR: istiod.discoveryAddress, ISTIO_META_DNS_CAPTURE: 'true' });
+    const agent = spawnAgent(pod, env);
+    try {
+      // ready includes the first DNS name table (both agents)
+      await waitReady(agent, cfg.readyTimeoutMs ?? 60_000);
+      const out = {};
+      for (const [key, name] of [['hit', 'svc-1.bench.test'], ['forwarded', 'outside.example.test']]) {
+        await load(cfg.warmupS ?? 1, name);
+        const runs = [];
+        for (let i = 0; i < (cfg.reps ?? 3); i++) runs.push(await load(cfg.seconds ?? 5, name));
+        out[key] = runs;
+        log(`${key}: ${runs.map((r) => `${r.qps} q/s p50 ${r.p50Ms.toFixed(3)} ms p99 ${r.p99Ms.toFixed(3)} ms errors ${r.errors} lost ${r.lost}`).join('; ')}`);
+      }
+      res.dns = out;
+    } finally {
+      await agent.stop();
+      await pod.cleanup();
+    }
+  } finally {
+    undo.delete(stopUpstream);
+    stopUpstream();
+    undo.delete(stopIstiod);
+    await istiod.stop();
+  }
+  return res;
+}
+
 async function main() {
   let res = { agent: AGENT, kind: cfg.kind };
   if (cfg.kind === 'istiod') res = await istiodTrial(res);
+  else if (cfg.kind === 'dns') res = await dnsTrial(res);
   else if (cfg.kind === 'cert' && cfg.ca === 'istiod') res = await istiodCertTrial(res);
   else res = await withControlPlane(res);
   process.stdout.write(`${JSON.stringify(res)}\n`);

@@ -25,6 +25,8 @@ import { resolveXdsProxySettings, type XdsProxySettings } from '../xds/options.j
 import type { Identity } from '../identity/index.js';
 import type { EarlyKey } from '../identity/keys.js';
 import { resolveIdentitySettings, sdsSocketToBind, type IdentitySettings } from '../identity/options.js';
+import type { DnsProxy } from '../dns/index.js';
+import { resolveDnsSettings, type DnsSettings } from '../dns/options.js';
 import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
 import type { AgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
@@ -57,6 +59,15 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let identitySettings: IdentitySettings;
   let statusEnv: StatusEnvConfig | undefined;
   let healthProbe: HealthProbeConfig | undefined;
+  // ISTIO_META_DNS_CAPTURE & co, from the environment with ProxyConfig.proxyMetadata over it (pilot-agent
+  // sets the metadata as environment variables); the DNS proxy itself is loaded only when enabled
+  const dnsSettings: DnsSettings = resolveDnsSettings({
+    env: { ...cfg.processEnv, ...cfg.proxy.proxyMetadata },
+    proxyType: cfg.proxyType,
+    podNamespace: cfg.env.podNamespace,
+    dnsDomain: cfg.dnsDomain,
+    uid: process.getuid?.() ?? -1,
+  });
   try {
     identitySettings = resolveIdentitySettings(cfg);
     try {
@@ -89,6 +100,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   // the components, created once Envoy has been spawned (startComponents below)
   let metrics: AgentMetrics | undefined;
   let identity: Identity | undefined;
+  let dns: DnsProxy | undefined;
   /** Set once every component runs: restarts are refused before. */
   let started = false;
   const proxyless = cfg.env.disableEnvoy;
@@ -269,11 +281,12 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
    */
   const startComponents = async (): Promise<ExitCode | undefined> => {
     try {
-      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }] = await Promise.all([
+      const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }, dnsModule] = await Promise.all([
         import('../lib/metrics.js'),
         import('../identity/index.js'),
         import('../xds/proxy.js'),
         import('../status/server.js'),
+        dnsSettings.enabled ? import('../dns/index.js') : undefined,
       ]);
       const noteRotation = (): void => {
         const serial = identity?.status()?.certificate?.serial;
@@ -296,6 +309,13 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       };
       const m = createAgentMetrics();
       metrics = m;
+      if (dnsModule) {
+        // pilot-agent binds the DNS sockets before the other components: a port clash stops start-up
+        const d = dnsModule.createDnsProxy({ settings: dnsSettings, log, registry: m.registry });
+        await d.start();
+        dns = d;
+        cleanups.push(() => d.close());
+      }
       if (statusEnv) {
         status = createStatusServer({
           parsedEnv: statusEnv,
@@ -327,6 +347,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
               },
             },
             { name: 'workload-certificate', check: () => identity?.readinessBlocker() },
+            // pilot-agent: not ready until the first DNS name table arrived
+            { name: 'dns-table', check: () => dns?.notReady() },
           ],
           lastNacks: () => {
             const types = xds?.getStatus().types;
@@ -354,6 +376,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           },
           getXdsStatus: () => xds?.getStatus(),
           getIdentityStatus: () => identity?.status() ?? null,
+          ...(dnsSettings.enabled ? { getDnsStatus: () => dns?.status() ?? null } : {}),
           noEnvoy: proxyless,
           onServeError: (err) => {
             log.error(`status server failed: ${err.message}; terminating`);
@@ -396,6 +419,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
               break;
           }
         },
+        ...(dns ? { agentTypes: [dns.agentType] } : {}),
         ...(xdsListener ? { listener: xdsListener } : {}),
       });
       xds = proxy;

@@ -135,9 +135,12 @@ export async function listenUds(path: string, processCwd: string, mode: number =
     async close() {
       if (closed) return;
       closed = true;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // the waiting connections first: server.close() calls back only once every connection has ended
+      // (closing a listener nothing adopted, e.g. start-up failed before the xDS proxy, would never finish)
+      const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of waiting) socket.destroy();
       waiting.clear();
+      await closedServer;
       await removeOwnSocket(path, bound);
     },
   };

@@ -87,6 +87,8 @@ export interface StatusServerDeps {
   readonly onFirstReady?: () => void;
   /** Start-up phases and recent events (status view and page). */
   readonly getTimeline?: () => unknown;
+  /** The DNS proxy (table received, names, last update, upstreams); absent when DNS capture is off. */
+  readonly getDnsStatus?: () => unknown;
   /** An unexpected serve error after start (pilot-agent then SIGTERMs itself). */
   readonly onServeError?: (err: Error) => void;
   /** Process start time (ms since epoch), for startup duration and uptime. */
@@ -534,6 +536,7 @@ class StatusServerImpl implements StatusServer {
     const xds = section(this.deps.getXdsStatus);
     const identity = section(this.deps.getIdentityStatus);
     const timeline = section(this.deps.getTimeline);
+    const dns = section(this.deps.getDnsStatus);
     const body = {
       agent: {
         name: AGENT_NAME,
@@ -548,6 +551,7 @@ class StatusServerImpl implements StatusServer {
       xds,
       identity,
       timeline,
+      dns,
     };
     return body;
   }

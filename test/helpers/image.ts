@@ -85,8 +85,9 @@ export function ensureImage(): void {
 }
 
 /** `podman run` args of the istio-init container in the pod's network namespace. */
-export function initContainerArgs(netns: string, args: readonly string[]): string[] {
-  return ['run', '--rm', ...PODMAN_RUN_OPTS, '--pull=never', `--network=ns:/run/netns/${netns}`, ...INIT_SECURITY, IMAGE, 'istio-iptables', ...args];
+export function initContainerArgs(netns: string, args: readonly string[], env: Readonly<Record<string, string>> = {}): string[] {
+  const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+  return ['run', '--rm', ...PODMAN_RUN_OPTS, '--pull=never', `--network=ns:/run/netns/${netns}`, ...INIT_SECURITY, ...envArgs, IMAGE, 'istio-iptables', ...args];
 }
 
 export interface ProxyContainer {

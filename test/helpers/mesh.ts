@@ -86,6 +86,10 @@ export interface MeshPodSpec {
   readonly env?: Record<string, string>;
   /** Write the ServiceEntry + WorkloadEntry for this pod (default true). */
   readonly service?: boolean;
+  /** Environment of istio-init (`agent istio-iptables`), e.g. ISTIO_META_DNS_CAPTURE (the injector passes proxyMetadata). */
+  readonly initEnv?: Record<string, string>;
+  /** The pod's /etc/resolv.conf (`ip netns exec` shows /etc/netns/<ns>/resolv.conf in its place); default: the host's. */
+  readonly resolvConf?: string;
 }
 
 export interface MeshOptions {
@@ -550,11 +554,17 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
       };
       try {
         await attach(ns, `vp${p.index}`, p.ip);
+        if (p.spec.resolvConf !== undefined) {
+          const etc = join('/etc/netns', ns.name);
+          await mkdir(etc, { recursive: true });
+          await writeFile(join(etc, 'resolv.conf'), p.spec.resolvConf, { mode: 0o644 });
+          parts.push(() => rm(etc, { recursive: true, force: true }));
+        }
 
         // istio-init: our istio-iptables, as root, before any container starts
         // (for an 'image' pod: the istio-init container, joined to the pod's namespace)
-        const [ic, ia] = p.spec.agent === 'image' ? ['podman', initContainerArgs(ns.name, ISTIO_INIT_ARGS)] : ns.wrap(process.execPath, [AGENT_CLI, 'istio-iptables', ...ISTIO_INIT_ARGS]);
-        const ipt = await runProc(ic, ia, { env: { PATH: PEER_PATH }, timeoutMs: 60_000 });
+        const [ic, ia] = p.spec.agent === 'image' ? ['podman', initContainerArgs(ns.name, ISTIO_INIT_ARGS, p.spec.initEnv)] : ns.wrap(process.execPath, [AGENT_CLI, 'istio-iptables', ...ISTIO_INIT_ARGS]);
+        const ipt = await runProc(ic, ia, { env: { PATH: PEER_PATH, ...p.spec.initEnv }, timeoutMs: 60_000 });
         if (ipt.code !== 0) throw new Error(`agent istio-iptables failed in pod ${p.name} (exit ${ipt.code}):\n${ipt.stdout}${ipt.stderr}`);
 
         // the istio-proxy container's working directory
