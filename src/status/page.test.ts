@@ -15,6 +15,7 @@ void test('status page: not-ready blockers, xDS rows with NACKs, identity, event
         awaitingAnswer: ['type.googleapis.com/envoy.config.cluster.v3.Cluster'],
       },
       identity: { spiffeId: 'spiffe://cluster.local/ns/a/sa/b', state: 'ready', certificate: { serial: 'ab12', notAfter: 'x', nextRotation: 'y' } },
+      dns: { tableReceived: true, names: 7, lastUpdate: 't2', updates: 2, rejectedUpdates: 1, listening: ['udp 127.0.0.1:15053'], upstreams: ['10.0.0.10:53'] },
       timeline: { startupPhasesMs: { ready: 120 }, events: [{ at: 't1', kind: 'nack', message: 'Envoy rejected LDS: <b>' }], dropped: 0 },
     },
     new Date(0),
@@ -25,8 +26,10 @@ void test('status page: not-ready blockers, xDS rows with NACKs, identity, event
   assert.match(html, /waiting for istiod to answer CDS/);
   assert.match(html, /spiffe:\/\/cluster.local\/ns\/a\/sa\/b/);
   assert.match(html, /Envoy rejected LDS: &lt;b&gt;/);
+  assert.match(html, /<table id="dns"><tr><th>name table<\/th><td>7 names<\/td><\/tr>[\s\S]*<td>2 \(1\)<\/td>[\s\S]*10\.0\.0\.10:53/);
   assert.doesNotMatch(html, /<script|<link|src=|https?:/);
   assert.equal(escapeHtml(`<&>"'`), '&lt;&amp;&gt;&quot;&#39;');
   // sections may be null (no Envoy, no identity yet)
   assert.match(renderStatusPage({ readiness: { ready: true }, xds: null, identity: null, timeline: null }), /READY[\s\S]*no workload identity/);
+  assert.doesNotMatch(renderStatusPage({ readiness: { ready: true } }), /DNS proxy/);
 });

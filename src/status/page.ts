@@ -26,6 +26,16 @@ export interface StatusDocument {
     readonly certificate?: { readonly serial?: string; readonly notBefore?: string; readonly notAfter?: string; readonly nextRotation?: string };
     readonly lastError?: { readonly message?: string };
   } | null;
+  /** Present only when DNS capture is on. */
+  readonly dns?: {
+    readonly tableReceived?: boolean;
+    readonly names?: number;
+    readonly lastUpdate?: string;
+    readonly updates?: number;
+    readonly rejectedUpdates?: number;
+    readonly listening?: readonly string[];
+    readonly upstreams?: readonly string[];
+  } | null;
   readonly timeline?: {
     readonly startupPhasesMs?: Readonly<Record<string, number>>;
     readonly events?: ReadonlyArray<{ readonly at: string; readonly kind: string; readonly message: string }>;
@@ -98,6 +108,16 @@ export function renderStatusPage(d: StatusDocument, now: Date = new Date()): str
       ])}</table>`
     : '<p class="muted">no workload identity</p>';
 
+  const dns = d.dns
+    ? `<h2>DNS proxy</h2><table id="dns">${rows([
+        ['name table', d.dns.tableReceived ? `${d.dns.names ?? 0} names` : 'not received yet'],
+        ['last update', d.dns.lastUpdate ?? 'none'],
+        ['updates (rejected)', `${d.dns.updates ?? 0} (${d.dns.rejectedUpdates ?? 0})`],
+        ['listening', (d.dns.listening ?? []).join(', ')],
+        ['upstreams', (d.dns.upstreams ?? []).join(', ') || 'none'],
+      ])}</table>`
+    : '';
+
   const phases = Object.entries(tl?.startupPhasesMs ?? {});
   const events = [...(tl?.events ?? [])].reverse();
 
@@ -127,6 +147,7 @@ ${xdsTable}
 ${xds?.lastError ? `<p>last error (${escapeHtml(xds.lastError.at)}): <span class="bad">${escapeHtml(xds.lastError.message)}</span></p>` : ''}
 <h2>Workload identity</h2>
 ${identity}
+${dns}
 <h2>Start-up</h2>
 ${phases.length ? `<table id="startup">${rows(phases.map(([k, v]) => [k, `${Math.round(v)} ms`] as const))}</table>` : '<p class="muted">not ready yet</p>'}
 <h2>Recent events</h2>
