@@ -7,13 +7,13 @@
 // Several can run at once on different ports, or each in its own network namespace.
 import { createServer, type Server } from 'node:http';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { PEER_PATH, startProc, type Netns, type Proc } from './go-agent.js';
-import { istiodBin } from './peers.js';
+import { envoyBin, istioBootstrapTemplate, istiodBin } from './peers.js';
 import { createCaPki, createJwtIssuer, writeCacerts, type CaPki } from './pki.js';
 
 export interface IstiodPorts {
@@ -273,4 +273,52 @@ export async function startIstiod(opts: IstiodOptions = {}): Promise<Istiod> {
     await cleanup();
     throw e;
   }
+}
+
+export interface SidecarDirOptions {
+  /** Merged over the defaults: istiod's discoveryAddress, the real Envoy, concurrency 1, drain 2s/1s. */
+  readonly proxyConfig?: Record<string, unknown>;
+  /** Creates `out/certs` and sets OUTPUT_CERTS=./out/certs (pilot-agent does not create it). */
+  readonly outputCerts?: boolean;
+  /** Added to (and over) the sidecar's environment. */
+  readonly env?: Record<string, string>;
+}
+
+/**
+ * Lays `dir` out as the working directory of an istio-proxy container for workload default/sleep of this
+ * istiod (root certificate, a token, Istio's bootstrap template) and returns the injector's environment
+ * for either agent (ours or the Go pilot-agent).
+ */
+export async function sidecarDir(istiod: Istiod, dir: string, o: SidecarDirOptions = {}): Promise<Record<string, string>> {
+  await mkdir(join(dir, 'var/run/secrets/istio'), { recursive: true });
+  await writeFile(join(dir, 'var/run/secrets/istio/root-cert.pem'), istiod.rootCertPem);
+  await mkdir(join(dir, 'var/run/secrets/tokens'), { recursive: true });
+  await writeFile(join(dir, 'var/run/secrets/tokens/istio-token'), istiod.mintToken('default', 'sleep'), { mode: 0o600 });
+  await mkdir(join(dir, 'var/lib/istio/envoy'), { recursive: true });
+  await copyFile(istioBootstrapTemplate(), join(dir, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
+  if (o.outputCerts) await mkdir(join(dir, 'out/certs'), { recursive: true });
+  return {
+    PATH: PEER_PATH,
+    HOME: dir,
+    POD_NAME: 'sleep-0',
+    POD_NAMESPACE: 'default',
+    SERVICE_ACCOUNT: 'sleep',
+    INSTANCE_IP: '127.0.0.1',
+    CLOUD_PLATFORM: 'none',
+    TRUST_DOMAIN: 'cluster.local',
+    ISTIO_META_CLUSTER_ID: 'Kubernetes',
+    ISTIO_META_MESH_ID: 'cluster.local',
+    ISTIO_META_WORKLOAD_NAME: 'sleep',
+    ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
+    ...(o.outputCerts ? { OUTPUT_CERTS: './out/certs' } : {}),
+    PROXY_CONFIG: JSON.stringify({
+      discoveryAddress: istiod.discoveryAddress,
+      binaryPath: envoyBin(),
+      concurrency: 1,
+      drainDuration: '2s',
+      terminationDrainDuration: '1s',
+      ...o.proxyConfig,
+    }),
+    ...o.env,
+  };
 }

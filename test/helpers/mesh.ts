@@ -44,6 +44,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNetns, PEER_PATH, runProc, startProc, type Netns, type Proc } from './go-agent.js';
 import { startIstiod, type Istiod } from './istiod.js';
+import { poll } from './poll.js';
 import { AGENT_CLI, envoyBin, istioBootstrapTemplate, istiodBin, pilotAgentBin } from './peers.js';
 import { containerName, initContainerArgs, proxyContainerArgs, removeContainer } from './image.js';
 import { createPod, type Pod } from './pod.js';
@@ -64,6 +65,8 @@ export const ISTIO_INIT_ARGS: readonly string[] = [
   '-p', '15001', '-z', '15006', '-u', String(PROXY_UID), '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*',
   '-d', '15090,15021,15020', '--log_output_level=default:info',
 ];
+
+export { poll };
 
 export interface MeshPodSpec {
   /** Pod, app and Service name (DNS label). */
@@ -251,22 +254,6 @@ spec:
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls fn until it returns a value (not undefined); throws with the last error and diag() at the deadline. */
-export async function poll<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, diag: () => string | Promise<string> = () => '', everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() >= deadline) break;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message ?? String(last)})` : ''}\n${await diag()}`);
-}
 
 async function sh(cmd: string, args: readonly string[], timeoutMs = 15_000): Promise<string> {
   const r = await runProc(cmd, args, { env: { PATH: PEER_PATH }, timeoutMs });

@@ -23,6 +23,7 @@ import { startIstiod, type Istiod } from '../helpers/istiod.js';
 import { createPod, type Pod } from '../helpers/pod.js';
 import { AGENT_CLI, envoyBin, istiodBin } from '../helpers/peers.js';
 import { envoyPidsIn } from '../agent/harness.js';
+import { poll } from '../helpers/poll.js';
 
 const EGRESS_PORT = 9080;
 const APP_PORT = 18080;
@@ -75,21 +76,6 @@ const req = http.get({ host: '127.0.0.1', port: Number(port), path, headers: { h
 });
 req.on('timeout', () => req.destroy(new Error('timeout')));
 req.on('error', (e) => { process.stderr.write(String(e)); process.exitCode = 1; });`;
-
-async function poll<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, diag: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last error: ${String(last)})\n${diag()}`);
-}
 
 /** The value of one counter/gauge in Envoy's /stats text (NaN when absent). */
 const statValue = (stats: string, name: string): number =>

@@ -6,14 +6,14 @@
 // that matter (AA, TC, RD, RA) and the answer sets. Then the two documented differences: a lost UDP
 // query and a truncated UDP answer (the Go agent retries neither).
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, PEER_PATH, runProc, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
-import { startIstiod, type Istiod } from '../helpers/istiod.js';
+import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
 import { createPod, type Pod } from '../helpers/pod.js';
-import { AGENT_CLI, REPO_ROOT, envoyBin, istioBootstrapTemplate, istiodBin, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_CLI, REPO_ROOT, envoyBin, istiodBin, pilotAgentBin } from '../helpers/peers.js';
 
 const DNS_TOOL = join(REPO_ROOT, 'build', 'test', 'helpers', 'dns-tool.js');
 const SEARCH = 'default.svc.cluster.local svc.cluster.local cluster.local';
@@ -139,29 +139,7 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
     // 1. the Go agent
     const dir = await mkdtemp(join(tmpdir(), 'go-dns-'));
     try {
-      await mkdir(join(dir, 'var/run/secrets/istio'), { recursive: true });
-      await writeFile(join(dir, 'var/run/secrets/istio/root-cert.pem'), istiod.rootCertPem);
-      await mkdir(join(dir, 'var/run/secrets/tokens'), { recursive: true });
-      await writeFile(join(dir, 'var/run/secrets/tokens/istio-token'), istiod.mintToken('default', 'sleep'), { mode: 0o600 });
-      await mkdir(join(dir, 'out/certs'), { recursive: true });
-      await mkdir(join(dir, 'var/lib/istio/envoy'), { recursive: true });
-      await copyFile(istioBootstrapTemplate(), join(dir, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
-      const env: Record<string, string> = {
-        PATH: PEER_PATH,
-        HOME: dir,
-        POD_NAME: 'sleep-0',
-        POD_NAMESPACE: 'default',
-        SERVICE_ACCOUNT: 'sleep',
-        INSTANCE_IP: '127.0.0.1',
-        CLOUD_PLATFORM: 'none',
-        TRUST_DOMAIN: 'cluster.local',
-        ISTIO_META_CLUSTER_ID: 'Kubernetes',
-        ISTIO_META_MESH_ID: 'cluster.local',
-        ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
-        OUTPUT_CERTS: './out/certs',
-        PROXY_CONFIG: JSON.stringify({ discoveryAddress: istiod.discoveryAddress, binaryPath: envoyBin(), concurrency: 1, drainDuration: '5s', terminationDrainDuration: '1s' }),
-        ...dnsEnv,
-      };
+      const env = await sidecarDir(istiod, dir, { outputCerts: true, proxyConfig: { drainDuration: '5s' }, env: dnsEnv });
       const [gc, ga] = netns.wrap(pilotAgentBin(), ['proxy', 'sidecar', '--domain', 'default.svc.cluster.local', '--proxyLogLevel=warning', '--log_output_level=default:info']);
       const go = startProc(gc, ga, { cwd: dir, env });
       try {

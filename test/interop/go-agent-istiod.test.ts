@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createNetns, PEER_PATH, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
-import { startIstiod, type Istiod } from '../helpers/istiod.js';
-import { envoyBin, istioBootstrapTemplate, pilotAgentBin } from '../helpers/peers.js';
+import { createNetns, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
+import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
+import { pilotAgentBin } from '../helpers/peers.js';
+import { poll } from '../helpers/poll.js';
 
 const serviceEntry = (name: string, host: string, port: number): string => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -27,21 +28,6 @@ spec:
   endpoints: [{address: 127.0.0.1}]
 `;
 
-async function poll<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>, diag: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last error: ${String(last)})\n${diag()}`);
-}
-
 void describe('real istiod + Go pilot-agent + real Envoy', { timeout: 180_000 }, () => {
   let netns: Netns | undefined;
   let istiod: Istiod | undefined;
@@ -53,35 +39,7 @@ void describe('real istiod + Go pilot-agent + real Envoy', { timeout: 180_000 },
     netns = await createNetns('mgo-chain');
     istiod = await startIstiod({ netns, configs: { 'echo.yaml': serviceEntry('ext-echo', 'echo.example.test', 8080) } });
     dir = await mkdtemp(join(tmpdir(), 'go-agent-'));
-    await mkdir(join(dir, 'var/run/secrets/istio'), { recursive: true });
-    await writeFile(join(dir, 'var/run/secrets/istio/root-cert.pem'), istiod.rootCertPem);
-    await mkdir(join(dir, 'var/run/secrets/tokens'), { recursive: true });
-    await writeFile(join(dir, 'var/run/secrets/tokens/istio-token'), istiod.mintToken('default', 'sleep'), { mode: 0o600 });
-    await mkdir(join(dir, 'out/certs'), { recursive: true }); // OUTPUT_CERTS does not create its directory
-    await mkdir(join(dir, 'var/lib/istio/envoy'), { recursive: true });
-    await copyFile(istioBootstrapTemplate(), join(dir, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
-    const env: Record<string, string> = {
-      PATH: PEER_PATH,
-      HOME: dir,
-      POD_NAME: 'sleep-0',
-      POD_NAMESPACE: 'default',
-      SERVICE_ACCOUNT: 'sleep',
-      INSTANCE_IP: '127.0.0.1',
-      CLOUD_PLATFORM: 'none',
-      TRUST_DOMAIN: 'cluster.local',
-      ISTIO_META_CLUSTER_ID: 'Kubernetes',
-      ISTIO_META_MESH_ID: 'cluster.local',
-      ISTIO_META_WORKLOAD_NAME: 'sleep',
-      ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
-      OUTPUT_CERTS: './out/certs',
-      PROXY_CONFIG: JSON.stringify({
-        discoveryAddress: istiod.discoveryAddress,
-        binaryPath: envoyBin(),
-        concurrency: 1,
-        drainDuration: '5s',
-        terminationDrainDuration: '1s',
-      }),
-    };
+    const env = await sidecarDir(istiod, dir, { outputCerts: true, proxyConfig: { drainDuration: '5s' } });
     const [cmd, args] = netns.wrap(pilotAgentBin(), ['proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info']);
     agent = startProc(cmd, args, { cwd: dir, env });
   });

@@ -4,13 +4,13 @@
 // once its workload certificate is served. Every family of pilot-agent's must be ours too, with its type and
 // labels; the differences that remain are deliberate and listed here and in the README.
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createNetns, PEER_PATH, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
-import { startIstiod, type Istiod } from '../helpers/istiod.js';
-import { AGENT_CLI, envoyBin, istioBootstrapTemplate, pilotAgentBin } from '../helpers/peers.js';
+import { createNetns, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
+import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
+import { AGENT_CLI, pilotAgentBin } from '../helpers/peers.js';
 
 export interface Family {
   readonly type: string;
@@ -105,27 +105,7 @@ void describe('metric families: ours against the Go pilot-agent (real istiod, re
     const ns = netns!;
     const dir = await mkdtemp(join(tmpdir(), `mfam-${which}-`));
     dirs.push(dir);
-    await mkdir(join(dir, 'var/run/secrets/istio'), { recursive: true });
-    await writeFile(join(dir, 'var/run/secrets/istio/root-cert.pem'), istiod!.rootCertPem);
-    await mkdir(join(dir, 'var/run/secrets/tokens'), { recursive: true });
-    await writeFile(join(dir, 'var/run/secrets/tokens/istio-token'), istiod!.mintToken('default', 'sleep'), { mode: 0o600 });
-    await mkdir(join(dir, 'var/lib/istio/envoy'), { recursive: true });
-    await copyFile(istioBootstrapTemplate(), join(dir, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
-    const env: Record<string, string> = {
-      PATH: PEER_PATH,
-      HOME: dir,
-      POD_NAME: 'sleep-0',
-      POD_NAMESPACE: 'default',
-      SERVICE_ACCOUNT: 'sleep',
-      INSTANCE_IP: '127.0.0.1',
-      CLOUD_PLATFORM: 'none',
-      TRUST_DOMAIN: 'cluster.local',
-      ISTIO_META_CLUSTER_ID: 'Kubernetes',
-      ISTIO_META_MESH_ID: 'cluster.local',
-      ISTIO_META_WORKLOAD_NAME: 'sleep',
-      ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
-      PROXY_CONFIG: JSON.stringify({ discoveryAddress: istiod!.discoveryAddress, binaryPath: envoyBin(), concurrency: 1, drainDuration: '2s', terminationDrainDuration: '1s' }),
-    };
+    const env = await sidecarDir(istiod!, dir);
     const argv = ['proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info'];
     const [cmd, args] = which === 'go' ? ns.wrap(pilotAgentBin(), argv) : ns.wrap(process.execPath, [AGENT_CLI, ...argv]);
     const proc = startProc(cmd, args, { cwd: dir, env });

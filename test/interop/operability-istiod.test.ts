@@ -4,13 +4,14 @@
 // proxy detects the stuck stream (counted, logged, on the status page's timeline) and closes it; once istiod
 // answers again, Envoy's next stream gets its configuration and the pod becomes ready.
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, PEER_PATH, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
-import { startIstiod, type Istiod } from '../helpers/istiod.js';
-import { AGENT_CLI, envoyBin, istioBootstrapTemplate } from '../helpers/peers.js';
+import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
+import { AGENT_CLI } from '../helpers/peers.js';
+import { poll } from '../helpers/poll.js';
 
 const RELAY_PORT = 15112;
 /** A TCP relay to istiod; a new connection follows the mode in the mode file (`blackhole` or `pass`). */
@@ -31,21 +32,6 @@ net.createServer((c) => {
 }).listen(Number(listenPort), '127.0.0.1', () => process.stdout.write('relay listening\\n'));
 `;
 
-async function poll<T>(what: string, ms: number, fn: () => Promise<T | undefined>, diag: () => string): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what} (last error: ${String(last)})\n${diag()}`);
-}
-
 void describe('readiness explained and a stuck stream recovered (real istiod behind a black hole, real Envoy)', { timeout: 240_000 }, () => {
   let netns: Netns | undefined;
   let istiod: Istiod | undefined;
@@ -62,38 +48,12 @@ void describe('readiness explained and a stuck stream recovered (real istiod beh
     const [rc, ra] = netns.wrap(process.execPath, ['-e', RELAY_SCRIPT, String(RELAY_PORT), String(istiod.ports.secureGrpc), join(dir, 'relay-mode')]);
     relay = startProc(rc, ra, { env: { PATH: PEER_PATH } });
     assert.ok(await netns.waitTcp(RELAY_PORT, 10_000), 'relay listening');
-    await mkdir(join(dir, 'var/run/secrets/istio'), { recursive: true });
-    await writeFile(join(dir, 'var/run/secrets/istio/root-cert.pem'), istiod.rootCertPem);
-    await mkdir(join(dir, 'var/run/secrets/tokens'), { recursive: true });
-    await writeFile(join(dir, 'var/run/secrets/tokens/istio-token'), istiod.mintToken('default', 'sleep'), { mode: 0o600 });
-    await mkdir(join(dir, 'var/lib/istio/envoy'), { recursive: true });
-    await copyFile(istioBootstrapTemplate(), join(dir, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
-    const env: Record<string, string> = {
-      PATH: PEER_PATH,
-      HOME: dir,
-      POD_NAME: 'sleep-0',
-      POD_NAMESPACE: 'default',
-      SERVICE_ACCOUNT: 'sleep',
-      INSTANCE_IP: '127.0.0.1',
-      CLOUD_PLATFORM: 'none',
-      TRUST_DOMAIN: 'cluster.local',
-      ISTIO_META_CLUSTER_ID: 'Kubernetes',
-      ISTIO_META_MESH_ID: 'cluster.local',
-      ISTIO_META_WORKLOAD_NAME: 'sleep',
-      ISTIO_META_INTERCEPTION_MODE: 'REDIRECT',
-      // the CA is reached directly: only the xDS path is black-holed
-      CA_ADDR: istiod.discoveryAddress,
-      XDS_STUCK_STREAM_TIMEOUT: '3s',
+    const env = await sidecarDir(istiod, dir, {
       // health reporting to istiod (WorkloadEntry health): the "application" is istiod's HTTP port
-      PROXY_CONFIG: JSON.stringify({
-        discoveryAddress: `localhost:${RELAY_PORT}`,
-        binaryPath: envoyBin(),
-        concurrency: 1,
-        drainDuration: '2s',
-        terminationDrainDuration: '1s',
-        readinessProbe: { tcpSocket: { host: '127.0.0.1', port: istiod.ports.http }, periodSeconds: 1 },
-      }),
-    };
+      proxyConfig: { discoveryAddress: `localhost:${RELAY_PORT}`, readinessProbe: { tcpSocket: { host: '127.0.0.1', port: istiod.ports.http }, periodSeconds: 1 } },
+      // the CA is reached directly: only the xDS path is black-holed
+      env: { CA_ADDR: istiod.discoveryAddress, XDS_STUCK_STREAM_TIMEOUT: '3s' },
+    });
     const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, 'proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info']);
     agent = startProc(cmd, args, { cwd: dir, env });
   });
