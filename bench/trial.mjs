@@ -162,6 +162,8 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN },
     rootCert: who.rootCert,
     token: who.token,
     proxyConfig: { binaryPath: envoyBin(), discoveryAddress: `localhost:${XDS_PORT}`, terminationDrainDuration: '1s' },
+    // BENCH_AGENT_ARGS: extra arguments for the agent (e.g. a log level, to see where start-up goes)
+    extraArgs: (process.env.BENCH_AGENT_ARGS ?? '').split(' ').filter(Boolean),
   });
   // The Istio bootstrap template where pilot-agent looks for it (ours may use its own copy).
   await mkdir(join(pod.cwd, 'var/lib/istio/envoy'), { recursive: true });
@@ -169,7 +171,8 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN },
   const env = { ...pod.env };
   // CA = discoveryAddress (istiod), as in the default injected pod with a localhost address
   delete env.CA_ADDR;
-  return { pod, env: { ...env, ...extraEnv } };
+  // BENCH_AGENT_ENV: extra environment for the agent, as JSON (e.g. {"GRPC_TRACE":"subchannel"})
+  return { pod, env: { ...env, ...extraEnv, ...JSON.parse(process.env.BENCH_AGENT_ENV || '{}') } };
 }
 
 function spawnAgent(pod, env) {

@@ -376,7 +376,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
           },
           getXdsStatus: () => xds?.getStatus(),
           getIdentityStatus: () => identity?.status() ?? null,
-          ...(dnsSettings.enabled ? { getDnsStatus: () => dns?.status() ?? null } : {}),
+          ...(dnsSettings.enabled ? { getDnsStatus: () => dns?.status() ?? null, getDnsTable: () => dns?.nameTable() } : {}),
           noEnvoy: proxyless,
           onServeError: (err) => {
             log.error(`status server failed: ${err.message}; terminating`);

@@ -9,7 +9,8 @@ import { AgentError, errorMessage } from '../lib/errors.js';
 import { NAME_TABLE_TYPE } from '../xds/types.js';
 import type { AgentTypeHandler } from '../xds/proxy.js';
 import { decodeNameTable } from './nds.js';
-import { buildLookupTable, type LookupTable } from './table.js';
+import { buildLookupTable, nameTableJson, type LookupTable, type TableContext } from './table.js';
+import type { NameTable } from './nds.js';
 import { dnsMetrics } from './metrics.js';
 import { MAX_RESOLV_CONF_BYTES, parseResolvConf, type ResolvConf } from './resolvconf.js';
 import { createForwarder } from './upstream.js';
@@ -49,6 +50,8 @@ export interface DnsProxy {
   status(): DnsStatus;
   /** Why the agent is not ready (no table yet), or undefined. */
   notReady(): string | undefined;
+  /** The table as `/debug/ndsz` shows it (table.ts nameTableJson); undefined before the first one. */
+  nameTable(): unknown;
   /** NDS on the xDS stream (the proxy requests it after Envoy's first LDS request, and ACKs/NACKs). */
   readonly agentType: AgentTypeHandler;
 }
@@ -104,6 +107,8 @@ export function createDnsProxy(o: DnsProxyOptions): DnsProxy {
   const s = o.settings;
   const metrics = dnsMetrics(o.registry);
   let table: LookupTable | undefined;
+  /** The NameTable `table` was built from, and its context (/debug/ndsz). */
+  let source: { nt: NameTable; ctx: TableContext } | undefined;
   let lastUpdate: Date | undefined;
   let updates = 0;
   let rejectedUpdates = 0;
@@ -118,8 +123,11 @@ export function createDnsProxy(o: DnsProxyOptions): DnsProxy {
     typeUrl: NAME_TABLE_TYPE,
     onResource(res) {
       let next: LookupTable;
+      let nt: NameTable;
+      const ctx: TableContext = { proxyNamespace: s.proxyNamespace, proxyDomain: s.proxyDomain, search: resolv?.conf.search ?? [] };
       try {
-        next = buildLookupTable(decodeNameTable(res.value), { proxyNamespace: s.proxyNamespace, proxyDomain: s.proxyDomain, search: resolv?.conf.search ?? [] });
+        nt = decodeNameTable(res.value);
+        next = buildLookupTable(nt, ctx);
       } catch (e) {
         rejectedUpdates++;
         log.error(`failed to unmarshal name table: ${errorMessage(e)}`);
@@ -127,6 +135,7 @@ export function createDnsProxy(o: DnsProxyOptions): DnsProxy {
       }
       // swapped whole: a query sees the old table or the new one
       table = next;
+      source = { nt, ctx };
       lastUpdate = new Date();
       updates++;
       log.debug(`updated lookup table with ${next.entries} hosts`);
@@ -194,6 +203,7 @@ export function createDnsProxy(o: DnsProxyOptions): DnsProxy {
       server = undefined;
     },
     notReady: () => (table ? undefined : DNS_NOT_READY),
+    nameTable: () => (source ? nameTableJson(source.nt, source.ctx) : undefined),
     status(): DnsStatus {
       return {
         listening: server?.bound ?? [],

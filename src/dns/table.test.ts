@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Answer } from 'dns-packet';
 import type { NameInfo, NameTable } from './nds.js';
-import { buildLookupTable, kubernetesAltHosts, lookup, normaliseProxyDomain, shuffleAddresses } from './table.js';
+import { buildLookupTable, kubernetesAltHosts, lookup, nameTableJson, normaliseProxyDomain, shuffleAddresses } from './table.js';
 
 const k8s = (ips: string[], shortname: string, namespace: string, altHosts: string[] = []): NameInfo => ({ ips, registry: 'Kubernetes', shortname, namespace, altHosts });
 const ext = (ips: string[]): NameInfo => ({ ips, registry: 'External', shortname: '', namespace: '', altHosts: [] });
@@ -126,5 +126,34 @@ void describe('dns lookup table (pilot-agent cases)', () => {
     const c = lookup(table, 'A', 'www.google.com.ns1.svc.cluster.local.').answers;
     shuffleAddresses(c);
     assert.equal(c[0]!.type, 'CNAME');
+  });
+});
+
+void describe('/debug/ndsz view (nameTableJson)', () => {
+  void it('istiod entries as protobuf JSON, plus each generated name with the entry addresses, IPv4 first, keys sorted', () => {
+    const nt: NameTable = new Map<string, NameInfo>([
+      ['productpage.ns1.svc.cluster.local', k8s(['9.9.9.9'], 'productpage', 'ns1')],
+      ['dual.localhost', ext(['2001:DB8:0:0:0:ff00:42:8329', '2.2.2.2'])],
+      ['bad.localhost', ext(['not-an-ip'])],
+    ]);
+    const v = nameTableJson(nt, ctx);
+    assert.deepEqual(Object.keys(v.table ?? {}), [
+      'bad.localhost',
+      'dual.localhost',
+      'dual.localhost.',
+      'productpage.',
+      'productpage.ns1.',
+      'productpage.ns1.svc.',
+      'productpage.ns1.svc.cluster.local',
+      'productpage.ns1.svc.cluster.local.',
+    ]);
+    assert.deepEqual(v.table?.['productpage.ns1.svc.cluster.local'], { ips: ['9.9.9.9'], registry: 'Kubernetes', shortname: 'productpage', namespace: 'ns1' });
+    assert.deepEqual(v.table?.['productpage.ns1.'], { ips: ['9.9.9.9'], registry: 'Kubernetes' });
+    // as istiod sent it; the generated name: IPv4 first, IPv6 in its normal form
+    assert.deepEqual(v.table?.['dual.localhost'], { ips: ['2001:DB8:0:0:0:ff00:42:8329', '2.2.2.2'], registry: 'External' });
+    assert.deepEqual(v.table?.['dual.localhost.'], { ips: ['2.2.2.2', '2001:db8::ff00:42:8329'], registry: 'Kubernetes' });
+    // no usable address: shown, but generates nothing
+    assert.deepEqual(v.table?.['bad.localhost'], { ips: ['not-an-ip'], registry: 'External' });
+    assert.deepEqual(nameTableJson(new Map(), ctx), {});
   });
 });

@@ -7,7 +7,7 @@
 // search list asks first). Wildcard entries (`*.example.com`) answer for any name below them, most
 // specific first. Only A and AAAA are answered; a known name without addresses of the asked family gets
 // NOERROR with no answer (never NXDOMAIN); anything else is forwarded upstream.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import type { Answer } from 'dns-packet';
 import type { NameTable, NameInfo } from './nds.js';
 
@@ -67,9 +67,61 @@ export function normaliseProxyDomain(proxyDomain: string, proxyNamespace: string
   return { domain: parts.join('.'), parts };
 }
 
+/** An entry's addresses as pilot-agent splits them: IPv4, and IPv6 without a zone; the rest ignored. */
+function splitAddresses(ips: readonly string[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const ip of ips) {
+    if (isIPv4(ip)) v4.push(ip);
+    else if (isIPv6(ip) && !ip.includes('%')) v6.push(ip);
+  }
+  return { v4, v6 };
+}
+
+/** The names an entry answers for: Kubernetes spellings, or the name itself with the trailing dot. */
+function entryHosts(hostname: string, ni: NameInfo, ctx: TableContext): Set<string> {
+  const { domain, parts } = normaliseProxyDomain(ctx.proxyDomain, ctx.proxyNamespace);
+  return ni.registry === 'Kubernetes' ? kubernetesAltHosts(hostname, ni, ctx.proxyNamespace, domain, parts) : new Set([withDot(hostname)]);
+}
+
+/** One entry of /debug/ndsz: protobuf JSON field names, empty fields left out. */
+export interface NameInfoJson {
+  readonly ips?: readonly string[];
+  readonly registry?: string;
+  readonly shortname?: string;
+  readonly namespace?: string;
+  readonly altHosts?: readonly string[];
+}
+
+/**
+ * The table as the status port's `/debug/ndsz` shows it, as pilot-agent does: istiod's NameTable as
+ * protobuf JSON (keys sorted), plus every name the agent generated for an entry (`name.ns.`, ...) that is
+ * not already a key, as a `Kubernetes` entry with that entry's addresses, IPv4 first (IPv6 normalised).
+ * Entries without a usable address generate no names. Search-domain CNAMEs are not shown.
+ */
+export function nameTableJson(nt: NameTable, ctx: TableContext): { table?: Record<string, NameInfoJson> } {
+  const out = new Map<string, NameInfoJson>();
+  for (const [hostname, ni] of nt) {
+    out.set(hostname, {
+      ...(ni.ips.length ? { ips: ni.ips } : {}),
+      ...(ni.registry ? { registry: ni.registry } : {}),
+      ...(ni.shortname ? { shortname: ni.shortname } : {}),
+      ...(ni.namespace ? { namespace: ni.namespace } : {}),
+      ...(ni.altHosts.length ? { altHosts: ni.altHosts } : {}),
+    });
+  }
+  for (const [hostname, ni] of nt) {
+    const { v4, v6 } = splitAddresses(ni.ips);
+    if (v4.length === 0 && v6.length === 0) continue;
+    const ips = [...v4, ...v6.map((a) => new SocketAddress({ address: a, family: 'ipv6' }).address)];
+    for (const h of entryHosts(hostname, ni, ctx)) if (!out.has(h)) out.set(h, { ips, registry: 'Kubernetes' });
+  }
+  if (out.size === 0) return {};
+  return { table: Object.fromEntries([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+}
+
 /** Builds the lookup table for one NameTable. */
 export function buildLookupTable(nt: NameTable, ctx: TableContext): LookupTable {
-  const { domain, parts } = normaliseProxyDomain(ctx.proxyDomain, ctx.proxyNamespace);
   const allHosts = new Set<string>();
   const name4 = new Map<string, string[]>();
   const name6 = new Map<string, string[]>();
@@ -77,13 +129,8 @@ export function buildLookupTable(nt: NameTable, ctx: TableContext): LookupTable 
   const first = ctx.search[0];
   let skipped = 0;
   for (const [hostname, ni] of nt) {
-    const altHosts = ni.registry === 'Kubernetes' ? kubernetesAltHosts(hostname, ni, ctx.proxyNamespace, domain, parts) : new Set([withDot(hostname)]);
-    const v4: string[] = [];
-    const v6: string[] = [];
-    for (const ip of ni.ips) {
-      if (isIPv4(ip)) v4.push(ip);
-      else if (isIPv6(ip) && !ip.includes('%')) v6.push(ip);
-    }
+    const altHosts = entryHosts(hostname, ni, ctx);
+    const { v4, v6 } = splitAddresses(ni.ips);
     if (v4.length === 0 && v6.length === 0) {
       skipped++;
       continue;

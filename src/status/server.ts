@@ -89,6 +89,8 @@ export interface StatusServerDeps {
   readonly getTimeline?: () => unknown;
   /** The DNS proxy (table received, names, last update, upstreams); absent when DNS capture is off. */
   readonly getDnsStatus?: () => unknown;
+  /** `/debug/ndsz`: the DNS name table (undefined before the first one, or when DNS capture is off). */
+  readonly getDnsTable?: () => unknown;
   /** An unexpected serve error after start (pilot-agent then SIGTERMs itself). */
   readonly onServeError?: (err: Error) => void;
   /** Process start time (ms since epoch), for startup duration and uptime. */
@@ -425,6 +427,8 @@ class StatusServerImpl implements StatusServer {
         return this.handleRestart(req, res);
       case '/debug/status':
         return this.handleDebugStatus(req, res);
+      case '/debug/ndsz':
+        return this.handleNdsz(req, res);
       case '/':
         return this.handleStatusPage(req, res);
       case '/debug/pprof/profile':
@@ -478,6 +482,14 @@ class StatusServerImpl implements StatusServer {
       this.log.warn(`/restart failed: ${msg}`);
       this.sendError(req, res, 503, `restart failed: ${msg}`);
     }
+  }
+
+  /** pilot-agent's `/debug/ndsz`: loopback only; 404 `{}` without a table. */
+  private handleNdsz(req: IncomingMessage, res: ServerResponse): void {
+    if (!this.fromLocalhost(req)) return this.sendError(req, res, 403, FORBIDDEN_MESSAGE);
+    const table = this.deps.getDnsTable?.();
+    if (table === undefined) return this.send(req, res, 404, '{}', 'application/json');
+    this.send(req, res, 200, JSON.stringify(table), 'application/json');
   }
 
   private async handleDebugStatus(req: IncomingMessage, res: ServerResponse): Promise<void> {

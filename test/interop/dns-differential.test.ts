@@ -86,6 +86,8 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
   const extra: Record<'go' | 'ours', Reply[]> = { go: [], ours: [] };
   const metrics: Record<'go' | 'ours', string> = { go: '', ours: '' };
   let ourStatus = '';
+  /** GET /debug/ndsz of each agent once its table arrived. */
+  const ndsz: Record<'go' | 'ours', { status: number; body: string }> = { go: { status: 0, body: '' }, ours: { status: 0, body: '' } };
   /** Our agent with a resolv.conf naming no usable nameserver: its output and the answers it gave. */
   let noServer: { output: string; replies: Reply[] } | undefined;
   /** Both agents started while 127.0.0.1:15053 is taken. */
@@ -118,6 +120,8 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
       { name: 'giant.example.test', type: 'A' },
     ]);
     metrics[who] = (await netns!.fetch('http://127.0.0.1:15020/stats/prometheus')).body;
+    const nd = await netns!.fetch('http://127.0.0.1:15020/debug/ndsz');
+    ndsz[who] = { status: nd.status, body: nd.body };
     if (who === 'ours') ourStatus = (await netns!.fetch('http://127.0.0.1:15020/debug/status')).body;
   };
 
@@ -228,6 +232,24 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
     assert.match(byQuery.get('auto.example.test A udp')?.answers?.[0] ?? '', /^A auto\.example\.test "240\.240\./);
     assert.deepEqual(byQuery.get('outside.example.test A udp')?.answers, ['A outside.example.test "192.0.2.10"']);
     assert.equal(byQuery.get('nothere.example.test A udp')?.rcode, 'NXDOMAIN');
+  });
+
+  void it('/debug/ndsz shows the same table as the Go agent: istiod entries and every generated name', () => {
+    assert.equal(ndsz.go.status, 200, ndsz.go.body);
+    assert.equal(ndsz.ours.status, 200, ndsz.ours.body);
+    type Table = { table?: Record<string, { ips?: string[] } & Record<string, unknown>> };
+    // address order within an entry carries no meaning (answers are shuffled): compared as sets
+    const norm = (body: string): Table => {
+      const t = JSON.parse(body) as Table;
+      for (const e of Object.values(t.table ?? {})) e.ips?.sort();
+      return t;
+    };
+    const go = norm(ndsz.go.body);
+    const ours = norm(ndsz.ours.body);
+    assert.ok(Object.keys(go.table ?? {}).length > 10, ndsz.go.body);
+    // a generated Kubernetes-style name is among them (an entry's FQDN with the trailing dot)
+    assert.ok(ours.table?.['static.example.test.'], ndsz.ours.body);
+    assert.deepEqual(ours, go);
   });
 
   void it('gives the same answers as the Go agent: rcode, AA/TC/RD/RA, answer sets', () => {

@@ -196,6 +196,7 @@ void test('loopback-only admin endpoints: methods, callbacks, 403 for remote pee
       ['POST', '/drain'],
       ['POST', '/restart'],
       ['GET', '/debug/status'],
+      ['GET', '/debug/ndsz'],
     ] as const) {
       r = await get(`${base}${path}`, { method, ...from });
       assert.deepEqual([r.status, r.body], [403, 'Only requests from localhost are allowed\n'], path);
@@ -250,6 +251,22 @@ void test('/restart failures and absence; /debug/status view', async () => {
   }
   await withStatus({ noEnvoy: true, onRestart: undefined }, async ({ base }) => {
     assert.equal((await get(`${base}/restart`, { method: 'POST' })).status, 501);
+  });
+});
+
+void test('/debug/ndsz: 404 {} without a DNS table (capture off, or none received yet), the table as JSON once there is one', async () => {
+  await withStatus({ noEnvoy: true }, async ({ base }) => {
+    const r = await get(`${base}/debug/ndsz`);
+    assert.deepEqual([r.status, r.body], [404, '{}']);
+    assert.match(String(r.headers['content-type']), /^application\/json/);
+  });
+  let table: unknown;
+  await withStatus({ noEnvoy: true, getDnsTable: () => table }, async ({ base }) => {
+    assert.equal((await get(`${base}/debug/ndsz`)).status, 404);
+    table = { table: { 'a.example.com': { ips: ['10.0.0.1'], registry: 'External' } } };
+    const r = await get(`${base}/debug/ndsz`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), table);
   });
 });
 
