@@ -26,6 +26,7 @@ import type { Identity } from '../identity/index.js';
 import type { EarlyKey } from '../identity/keys.js';
 import { resolveIdentitySettings, sdsSocketToBind, type IdentitySettings } from '../identity/options.js';
 import type { DnsProxy } from '../dns/index.js';
+import type { PreparedDns } from '../dns/listen.js';
 import { resolveDnsSettings, type DnsSettings } from '../dns/options.js';
 import { AgentError, ConfigError, errorMessage } from '../lib/errors.js';
 import type { AgentMetrics } from '../lib/metrics.js';
@@ -101,6 +102,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let metrics: AgentMetrics | undefined;
   let identity: Identity | undefined;
   let dns: DnsProxy | undefined;
+  /** DNS capture: resolv.conf and the sockets, bound before Envoy is spawned (as pilot-agent binds them first). */
+  let dnsPrepared: PreparedDns | undefined;
   /** Set once every component runs: restarts are refused before. */
   let started = false;
   const proxyless = cfg.env.disableEnvoy;
@@ -252,6 +255,14 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
             },
           ),
       writeGrpcBootstrap(cfg, rt),
+      dnsSettings.enabled
+        ? import('../dns/listen.js')
+            .then((m) => m.prepareDns(dnsSettings, log.scope('dns')))
+            .then((p) => {
+              dnsPrepared = p;
+              cleanups.push(() => p.listeners.close());
+            })
+        : undefined,
       proxyless
         ? Promise.resolve((envoyConfigArg = ''))
         : (async () => {
@@ -310,8 +321,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       const m = createAgentMetrics();
       metrics = m;
       if (dnsModule) {
-        // pilot-agent binds the DNS sockets before the other components: a port clash stops start-up
-        const d = dnsModule.createDnsProxy({ settings: dnsSettings, log, registry: m.registry });
+        // serves on the sockets bound before Envoy was spawned (queries sent meanwhile were kept)
+        const d = dnsModule.createDnsProxy({ settings: dnsSettings, log, registry: m.registry, ...(dnsPrepared ? { prepared: dnsPrepared } : {}) });
         await d.start();
         dns = d;
         cleanups.push(() => d.close());

@@ -1,8 +1,6 @@
 // The DNS proxy component (pilot-agent's local DNS server): answers the mesh's names from istiod's name
 // table (NDS, consumed on the xDS stream through `agentType`) and forwards the rest to the resolv.conf
 // nameservers. Loaded by the agent only when DNS capture is on.
-import { isIPv4, isIPv6 } from 'node:net';
-import { open } from 'node:fs/promises';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/log.js';
 import { AgentError, errorMessage } from '../lib/errors.js';
@@ -12,10 +10,11 @@ import { decodeNameTable } from './nds.js';
 import { buildLookupTable, nameTableJson, type LookupTable, type TableContext } from './table.js';
 import type { NameTable } from './nds.js';
 import { dnsMetrics } from './metrics.js';
-import { MAX_RESOLV_CONF_BYTES, parseResolvConf, type ResolvConf } from './resolvconf.js';
+import type { ResolvConf } from './resolvconf.js';
 import { createForwarder } from './upstream.js';
-import { formatAddress, startDnsServer, type DnsServer, type ListenAddress } from './server.js';
-import { splitHostPort, type DnsSettings } from './options.js';
+import { startDnsServer, type DnsServer } from './server.js';
+import { formatAddress, prepareDns, type PreparedDns } from './listen.js';
+import type { DnsSettings } from './options.js';
 
 export { resolveDnsSettings } from './options.js';
 export type { DnsSettings } from './options.js';
@@ -44,7 +43,10 @@ export interface DnsStatus {
 }
 
 export interface DnsProxy {
-  /** Binds every socket; rejects with an AgentError naming the address when one cannot be bound. */
+  /**
+   * Serves on the sockets bound by `prepareDns` (listen.ts; before Envoy is spawned), or binds them now;
+   * rejects with an AgentError naming the address when one cannot be bound.
+   */
   start(): Promise<void>;
   close(): Promise<void>;
   status(): DnsStatus;
@@ -62,28 +64,8 @@ export interface DnsProxyOptions {
   readonly registry: Registry;
   /** Upstream port (53; tests and benchmarks only). */
   readonly upstreamPort?: number;
-}
-
-/** Reads the first existing resolv.conf of `paths` (bounded). */
-async function readResolvConf(paths: readonly string[]): Promise<{ path: string; conf: ResolvConf }> {
-  let lastErr: unknown;
-  for (const path of paths) {
-    let fh;
-    try {
-      fh = await open(path, 'r');
-    } catch (e) {
-      lastErr = e;
-      continue;
-    }
-    try {
-      const buf = Buffer.alloc(MAX_RESOLV_CONF_BYTES);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      return { path, conf: parseResolvConf(buf.toString('utf8', 0, bytesRead)) };
-    } finally {
-      await fh.close();
-    }
-  }
-  throw new AgentError('AGENT_ERR_CONFIG', `failed to start local DNS server: failed to load ${paths.at(-1)}: ${errorMessage(lastErr)}`);
+  /** resolv.conf and the sockets, from listen.ts prepareDns (else `start` prepares them). */
+  readonly prepared?: PreparedDns;
 }
 
 /** A logger call at most every `everyMs`, with the number suppressed since. */
@@ -146,35 +128,16 @@ export function createDnsProxy(o: DnsProxyOptions): DnsProxy {
   return {
     agentType,
     async start() {
-      for (const w of s.warnings) log.warn(w);
-      for (const e of s.errors) log.error(e);
-      resolv = await readResolvConf(s.resolvConfPaths);
-      const conf = resolv.conf;
-      if (conf.unusable.length) log.warn(`ignoring nameserver entries of ${resolv.path} that are not IP addresses: ${conf.unusable.join(', ')}`);
-      if (conf.servers.length === 0) log.error(`${resolv.path} has no usable nameserver: names outside the mesh get SERVFAIL`);
-      let hp: { host: string; port: number };
-      try {
-        hp = splitHostPort(s.addr);
-      } catch (e) {
-        throw new AgentError('AGENT_ERR_CONFIG', `failed to start local DNS server: ${errorMessage(e)}`);
-      }
-      let addrs: ListenAddress[];
-      const bare = (x: string): string => x.split('%')[0] ?? x;
-      if (hp.host === 'localhost' && conf.servers.length > 0) {
-        // both families when the nameservers have both (pilot-agent's choice)
-        addrs = [];
-        if (conf.servers.some((x) => isIPv4(x))) addrs.push({ host: '127.0.0.1', port: hp.port });
-        if (conf.servers.some((x) => isIPv6(bare(x)))) addrs.push({ host: '::1', port: hp.port });
-      } else if (hp.host === 'localhost') addrs = [{ host: '127.0.0.1', port: hp.port }];
-      else if (hp.host === '') addrs = [{ host: '::', port: hp.port }];
-      else addrs = [{ host: hp.host, port: hp.port }];
+      const p = o.prepared ?? (await prepareDns(s, log));
+      resolv = p.resolv;
+      const conf = p.resolv.conf;
       const attempts = conf.attempts ?? 2;
       const retransmitMs = Math.min(s.timeoutMs, conf.timeoutS !== undefined ? conf.timeoutS * 1000 : Math.ceil(s.timeoutMs / attempts));
       const forwarder = createForwarder({ servers: conf.servers, port: o.upstreamPort ?? 53, timeoutMs: s.timeoutMs, retransmitMs, parallel: s.parallel, rotate: conf.rotate });
       log.debug('initialized DNS', { search: conf.search.join(','), servers: conf.servers.join(',') });
       try {
         server = await startDnsServer(
-          addrs,
+          p.listeners,
           {
             table: () => table,
             forwarder,
@@ -196,7 +159,7 @@ export function createDnsProxy(o: DnsProxyOptions): DnsProxy {
         log.error(msg);
         throw new AgentError('AGENT_ERR_IO', `failed to start local DNS server: ${msg}`, { cause: e });
       }
-      log.info(`DNS proxy listening on ${addrs.map(formatAddress).join(', ')} (udp, tcp); upstreams ${conf.servers.join(', ') || 'none'} from ${resolv.path}`);
+      log.info(`DNS proxy listening on ${p.listeners.udp.map((u) => formatAddress(u.address)).join(', ')} (udp, tcp); upstreams ${conf.servers.join(', ') || 'none'} from ${resolv.path}`);
     },
     async close() {
       await server?.close();

@@ -15,6 +15,7 @@ import { memoryLogger } from '../lib/log.js';
 import { encodeWithin } from './handler.js';
 import { createDnsProxy, type DnsProxy } from './index.js';
 import { resolveDnsSettings } from './options.js';
+import { prepareDns } from './listen.js';
 import { decodeNameTable } from './nds.js';
 import { loadProtos, messageCodec } from '../lib/proto.js';
 
@@ -332,6 +333,34 @@ void describe('dns proxy over loopback sockets', { timeout: 120_000 }, () => {
     } finally {
       await p.proxy.close();
     }
+  });
+
+  void it('sockets bound before start (as the agent binds them before spawning Envoy): queries sent meanwhile are answered once it serves', async () => {
+    const p = await freePort();
+    const path = join(dir, `resolv-early-${p}.conf`);
+    await writeFile(path, 'nameserver 127.0.0.1\nsearch ns1.svc.cluster.local svc.cluster.local cluster.local\n');
+    const settings = { ...resolveDnsSettings({ env: { ISTIO_META_DNS_CAPTURE: 'true', DNS_PROXY_ADDR: `127.0.0.1:${p}` }, proxyType: 'sidecar', podNamespace: 'ns1', dnsDomain: 'ns1.svc.cluster.local', uid: 1000 }), resolvConfPaths: [path] };
+    const prepared = await prepareDns(settings, memoryLogger().log);
+    assert.deepEqual(prepared.listeners.bound, [`udp 127.0.0.1:${p}`, `tcp 127.0.0.1:${p}`]);
+    // bound: a second bind of the port fails now, before anything serves
+    await assert.rejects(prepareDns(settings, memoryLogger().log), /Failed to listen on udp port/);
+    const overUdp = udpQuery(p, query('productpage', 'A'));
+    const overTcp = tcpQuery(p, query('productpage.ns1', 'A'));
+    await new Promise((r) => setTimeout(r, 200));
+    const d = createDnsProxy({ settings, log: memoryLogger().log, registry: new Registry(), upstreamPort: upstream.port, prepared });
+    try {
+      await d.agentType.onResource({ typeUrl: d.agentType.typeUrl, value: tableBytes });
+      await d.start();
+      assert.deepEqual(d.status().listening, [`udp 127.0.0.1:${p}`, `tcp 127.0.0.1:${p}`]);
+      assert.deepEqual(ips(dnsPacket.decode((await overUdp)!)), ['9.9.9.9']);
+      assert.deepEqual(ips(dnsPacket.decode(await overTcp)), ['9.9.9.9']);
+      assert.deepEqual(ips(await ask(p, 'productpage.ns1.svc.cluster.local', 'A')), ['9.9.9.9']);
+    } finally {
+      await d.close();
+    }
+    // closed: the port is free again
+    const again = await prepareDns(settings, memoryLogger().log);
+    await again.listeners.close();
   });
 
   void it('a port already taken stops start-up with an error naming it', async () => {

@@ -2,17 +2,13 @@
 // Limits: queries in flight over UDP (beyond: dropped and counted), TCP connections, bytes buffered per TCP
 // connection (one message, 64 KiB), queries per TCP connection (128, as the Go agent's library), and idle
 // TCP connections (closed after 8 s; 2 s before the first query).
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { createServer, type Server as TcpServer, type Socket } from 'node:net';
-import { isIPv6 } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Logger } from '../lib/log.js';
 import { handleQuery, type HandlerDeps } from './handler.js';
 import { MAX_DNS_MESSAGE } from './upstream.js';
+import { bindDnsListeners, type DnsListeners, type ListenAddress } from './listen.js';
 
-export interface ListenAddress {
-  readonly host: string;
-  readonly port: number;
-}
+export { formatAddress, type ListenAddress } from './listen.js';
 
 export interface DnsServerLimits {
   readonly maxUdpInFlight: number;
@@ -32,60 +28,21 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-export function formatAddress(a: ListenAddress): string {
-  return isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
-function bindUdp(a: ListenAddress): Promise<UdpSocket> {
-  return new Promise((resolve, reject) => {
-    const sock = createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: false });
-    const onError = (e: Error): void => {
-      sock.close();
-      reject(e);
-    };
-    sock.once('error', onError);
-    sock.bind({ address: a.host, port: a.port, exclusive: true }, () => {
-      sock.off('error', onError);
-      resolve(sock);
-    });
-  });
-}
-
-function listenTcp(srv: TcpServer, a: ListenAddress): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error): void => reject(e);
-    srv.once('error', onError);
-    srv.listen({ host: a.host, port: a.port, exclusive: true }, () => {
-      srv.off('error', onError);
-      resolve();
-    });
-  });
-}
-
 /**
- * Binds UDP then TCP on each address, in order (pilot-agent's order); rejects on the first that fails,
- * after closing what was bound, with an Error naming the protocol and address.
+ * Serves on sockets bound earlier (listen.ts bindDnsListeners, before Envoy is spawned), or binds them
+ * first when given addresses (then rejecting, as bindDnsListeners does, on the first that fails).
  */
-export async function startDnsServer(addresses: readonly ListenAddress[], deps: HandlerDeps, log: Logger, limits: DnsServerLimits = DEFAULT_LIMITS): Promise<DnsServer> {
-  const udps: UdpSocket[] = [];
-  const tcps: TcpServer[] = [];
+export async function startDnsServer(listen: DnsListeners | readonly ListenAddress[], deps: HandlerDeps, log: Logger, limits: DnsServerLimits = DEFAULT_LIMITS): Promise<DnsServer> {
+  const l = 'bound' in listen ? listen : await bindDnsListeners(listen, log);
   const conns = new Set<Socket>();
-  const bound: string[] = [];
   const dropped = { udp: 0, tcp: 0 };
   let inFlight = 0;
   let closed = false;
 
   const close = async (): Promise<void> => {
     closed = true;
-    for (const u of udps) {
-      try {
-        u.close();
-      } catch {
-        // already closed
-      }
-    }
     for (const c of conns) c.destroy();
-    await Promise.all(tcps.map((t) => new Promise<void>((r) => t.close(() => r()))));
+    await l.close();
   };
 
   const serveTcpConn = (sock: Socket): void => {
@@ -139,45 +96,23 @@ export async function startDnsServer(addresses: readonly ListenAddress[], deps: 
     });
   };
 
-  try {
-    for (const a of addresses) {
-      const addr = formatAddress(a);
-      log.info(`Starting local udp DNS server on ${addr}`);
-      let u: UdpSocket;
-      try {
-        u = await bindUdp(a);
-      } catch (e) {
-        throw new Error(`Failed to listen on udp port ${addr}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  for (const u of l.udp) {
+    const sock = u.socket;
+    sock.on('error', (e) => {
+      if (!closed) log.error(`Local udp DNS server terminated: ${e.message}`);
+    });
+    u.adopt((msg, rinfo) => {
+      if (inFlight >= limits.maxUdpInFlight) {
+        dropped.udp++;
+        return;
       }
-      udps.push(u);
-      bound.push(`udp ${addr}`);
-      u.on('error', (e) => {
-        if (!closed) log.error(`Local udp DNS server terminated: ${e.message}`);
+      inFlight++;
+      void handleQuery(msg, 'udp', deps).then((reply) => {
+        inFlight--;
+        if (reply && !closed) sock.send(reply, rinfo.port, rinfo.address, () => undefined);
       });
-      u.on('message', (msg, rinfo) => {
-        if (inFlight >= limits.maxUdpInFlight) {
-          dropped.udp++;
-          return;
-        }
-        inFlight++;
-        void handleQuery(msg, 'udp', deps).then((reply) => {
-          inFlight--;
-          if (reply && !closed) u.send(reply, rinfo.port, rinfo.address, () => undefined);
-        });
-      });
-      log.info(`Starting local tcp DNS server on ${addr}`);
-      const t = createServer({ noDelay: true }, serveTcpConn);
-      try {
-        await listenTcp(t, a);
-      } catch (e) {
-        throw new Error(`Failed to listen on tcp port ${addr}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      }
-      tcps.push(t);
-      bound.push(`tcp ${addr}`);
-    }
-  } catch (e) {
-    await close();
-    throw e;
+    });
   }
-  return { bound, dropped, close };
+  for (const t of l.tcp) t.adopt(serveTcpConn);
+  return { bound: l.bound, dropped, close };
 }

@@ -288,6 +288,9 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
     assert.match(clash.go.output, /failed to start local DNS server/);
     assert.equal(clash.ours.code, 255, clash.ours.output.slice(-3000));
     assert.match(clash.ours.output, /failed to start local DNS server: Failed to listen on udp port 127\.0\.0\.1:15053: .*EADDRINUSE/);
+    // both bind the DNS sockets first: Envoy is never started
+    assert.doesNotMatch(clash.go.output, /Envoy command/);
+    assert.doesNotMatch(clash.ours.output, /Envoy command/);
   });
 
   void it('differences (README): a lost UDP query and a truncated UDP answer', () => {
