@@ -135,6 +135,7 @@ void describe('/debug/ndsz view (nameTableJson)', () => {
       ['productpage.ns1.svc.cluster.local', k8s(['9.9.9.9'], 'productpage', 'ns1')],
       ['dual.localhost', ext(['2001:DB8:0:0:0:ff00:42:8329', '2.2.2.2'])],
       ['bad.localhost', ext(['not-an-ip'])],
+      ['v6forms.localhost', ext(['::102:304', '::FFFF:0102:0304', '::2'])],
     ]);
     const v = nameTableJson(nt, ctx);
     assert.deepEqual(Object.keys(v.table ?? {}), [
@@ -146,12 +147,16 @@ void describe('/debug/ndsz view (nameTableJson)', () => {
       'productpage.ns1.svc.',
       'productpage.ns1.svc.cluster.local',
       'productpage.ns1.svc.cluster.local.',
+      'v6forms.localhost',
+      'v6forms.localhost.',
     ]);
     assert.deepEqual(v.table?.['productpage.ns1.svc.cluster.local'], { ips: ['9.9.9.9'], registry: 'Kubernetes', shortname: 'productpage', namespace: 'ns1' });
     assert.deepEqual(v.table?.['productpage.ns1.'], { ips: ['9.9.9.9'], registry: 'Kubernetes' });
     // as istiod sent it; the generated name: IPv4 first, IPv6 in its normal form
     assert.deepEqual(v.table?.['dual.localhost'], { ips: ['2001:DB8:0:0:0:ff00:42:8329', '2.2.2.2'], registry: 'External' });
     assert.deepEqual(v.table?.['dual.localhost.'], { ips: ['2.2.2.2', '2001:db8::ff00:42:8329'], registry: 'Kubernetes' });
+    // as netip prints them: an IPv4 tail only for IPv4-mapped addresses
+    assert.deepEqual(v.table?.['v6forms.localhost.']?.ips, ['::102:304', '::ffff:1.2.3.4', '::2']);
     // no usable address: shown, but generates nothing
     assert.deepEqual(v.table?.['bad.localhost'], { ips: ['not-an-ip'], registry: 'External' });
     assert.deepEqual(nameTableJson(new Map(), ctx), {});

@@ -84,6 +84,16 @@ function entryHosts(hostname: string, ni: NameInfo, ctx: TableContext): Set<stri
   return ni.registry === 'Kubernetes' ? kubernetesAltHosts(hostname, ni, ctx.proxyNamespace, domain, parts) : new Set([withDot(hostname)]);
 }
 
+/**
+ * An IPv6 address as Go's netip prints it (RFC 5952: lower case, longest zero run as `::`), with an IPv4
+ * tail only for IPv4-mapped addresses (`::ffff:1.2.3.4`; the URL parser would print `::ffff:102:304`, and
+ * libuv prints other `::/96` addresses with one too).
+ */
+function netipString(a: string): string {
+  const s = new URL(`http://[${a}]`).hostname.slice(1, -1);
+  return /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(s) ? new SocketAddress({ address: a, family: 'ipv6' }).address : s;
+}
+
 /** One entry of /debug/ndsz: protobuf JSON field names, empty fields left out. */
 export interface NameInfoJson {
   readonly ips?: readonly string[];
@@ -113,7 +123,7 @@ export function nameTableJson(nt: NameTable, ctx: TableContext): { table?: Recor
   for (const [hostname, ni] of nt) {
     const { v4, v6 } = splitAddresses(ni.ips);
     if (v4.length === 0 && v6.length === 0) continue;
-    const ips = [...v4, ...v6.map((a) => new SocketAddress({ address: a, family: 'ipv6' }).address)];
+    const ips = [...v4, ...v6.map(netipString)];
     for (const h of entryHosts(hostname, ni, ctx)) if (!out.has(h)) out.set(h, { ips, registry: 'Kubernetes' });
   }
   if (out.size === 0) return {};
