@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,6 +18,7 @@ import { resolveDnsSettings } from './options.js';
 import { prepareDns } from './listen.js';
 import { decodeNameTable } from './nds.js';
 import { loadProtos, messageCodec } from '../lib/proto.js';
+import { tcpExchange, udpExchange } from '../../test/helpers/dns-exchange.js';
 
 const ndsCodec = messageCodec(loadProtos(['istio/networking/nds/v1/nds.proto']), 'istio.networking.nds.v1.NameTable');
 
@@ -87,38 +88,11 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-function udpQuery(port: number, msg: Buffer, timeoutMs = 8000): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    const t = setTimeout(() => {
-      s.close();
-      resolve(undefined);
-    }, timeoutMs);
-    s.on('message', (m) => {
-      clearTimeout(t);
-      s.close();
-      resolve(m);
-    });
-    s.send(msg, port, '127.0.0.1');
-  });
-}
-
-function tcpQuery(port: number, msg: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let buf = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        s.destroy();
-        resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-      }
-    });
-    s.on('error', reject);
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(msg.length);
-    s.write(Buffer.concat([len, msg]));
-  });
+const udpQuery = (port: number, msg: Buffer, timeoutMs = 8000): Promise<Buffer | undefined> => udpExchange(port, msg, timeoutMs);
+async function tcpQuery(port: number, msg: Buffer): Promise<Buffer> {
+  const r = await tcpExchange(port, msg, 8000);
+  assert.ok(r, `a reply over TCP from port ${port}`);
+  return r;
 }
 
 let nextId = 1;

@@ -12,8 +12,9 @@
 //   load <port> <seconds> <concurrency> <name> [type]  UDP queries as fast as answers come back
 //                           (`concurrency` outstanding); prints {queries, errors, qps, p50Ms, p99Ms}.
 import { createSocket } from 'node:dgram';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import * as dnsPacket from 'dns-packet';
+import { tcpExchange, udpExchange } from './dns-exchange.js';
 import type { Answer, Packet } from 'dns-packet';
 
 type Decoded = Packet & { rcode?: string; flag_aa?: boolean; flag_tc?: boolean; flag_ra?: boolean; flag_rd?: boolean };
@@ -123,44 +124,6 @@ function encodeQuery(q: QuerySpec): Buffer {
     flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ name: q.name, type: q.type as 'A', class: 'IN' }],
     ...(q.edns ? { additionals: [{ name: '.', type: 'OPT', udpPayloadSize: q.edns, flags: 0 } as Answer] } : {}),
-  });
-}
-
-function udpExchange(port: number, msg: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    const t = setTimeout(() => {
-      s.close();
-      resolve(undefined);
-    }, timeoutMs);
-    s.on('message', (m) => {
-      clearTimeout(t);
-      s.close();
-      resolve(m);
-    });
-    s.send(msg, port, '127.0.0.1');
-  });
-}
-
-function tcpExchange(port: number, msg: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    let buf = Buffer.alloc(0);
-    const done = (r: Buffer | undefined): void => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(r);
-    };
-    const t = setTimeout(() => done(undefined), timeoutMs);
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-    });
-    s.on('error', () => done(undefined));
-    s.on('close', () => done(undefined));
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(msg.length);
-    s.write(Buffer.concat([len, msg]));
   });
 }
 

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, PEER_PATH, runProc, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
+import type { NormalisedReply } from '../helpers/dns-tool.js';
 import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
 import { createPod, type Pod } from '../helpers/pod.js';
 import { AGENT_CLI, REPO_ROOT, envoyBin, istiodBin, pilotAgentBin } from '../helpers/peers.js';
@@ -43,15 +44,7 @@ interface Q {
   edns?: number;
   raw?: string;
 }
-interface Reply {
-  query: string;
-  rcode: string;
-  aa?: boolean;
-  tc?: boolean;
-  ra?: boolean;
-  rd?: boolean;
-  answers?: string[];
-}
+type Reply = NormalisedReply;
 
 const MESH_NAMES = ['static.example.test', 'dual.example.test', 'v6.example.test', 'dnsres.example.test', 'auto.example.test', 'headless.example.test', 'foo.wild.example.test', 'a.b.wild.example.test'];
 const QUERIES: Q[] = [
