@@ -35,7 +35,7 @@ export async function bootstrapOverrideJson(path: string, hostIp: string, log?: 
     return undefined;
   }
   try {
-    return goJson(parseYamlOrJson(substituteHostIp(text, hostIp)) ?? null);
+    return goJson((await parseYamlOrJson(substituteHostIp(text, hostIp))) ?? null);
   } catch (e) {
     log?.warn(`Failed to read bootstrap override: failed to convert to JSON: ${path}, ${(e as Error).message}`);
     return undefined;

@@ -7,7 +7,6 @@ import { createRequire } from 'node:module';
 import { stat } from 'node:fs/promises';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
-import { stringify as yamlStringify } from 'yaml';
 import { IssueList, type ConfigIssue } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { PROXY_TYPES, type AgentConfig, type AgentPaths, type ProxySettings, type ProxyType } from './agent-config.js';
@@ -17,6 +16,7 @@ import { discoverProxyIps, ipMode, type Interfaces } from './network.js';
 import { applyProxyConfigLayer, defaultProxyConfig, durationMs, proxyConfigToJson, type ProxyConfig } from './proxy-config.js';
 import { splitHostPort, validateProxyConfig } from './validate.js';
 import { parseYamlOrJson } from './yaml.js';
+import { toYaml } from './yaml-emit.js';
 import { clip, InputTooLargeError, MAX_FILE_BYTES, readTextFileLimited, valueSizeProblem } from './limits.js';
 
 export const POD_ANNOTATIONS_PATH = './etc/istio/pod/annotations';
@@ -141,7 +141,7 @@ interface LayerResult {
 }
 
 /** One ProxyConfig layer from the environment or the annotation (`from`: pilot-agent's log wording). */
-function applyLayer(pc: ProxyConfig, text: string, source: string, from: 'env' | 'annotation', issues: IssueList, log: Logger): LayerResult {
+async function applyLayer(pc: ProxyConfig, text: string, source: string, from: 'env' | 'annotation', issues: IssueList, log: Logger): Promise<LayerResult> {
   const tooBig = valueSizeProblem(text);
   if (tooBig) {
     issues.add(source, tooBig);
@@ -150,7 +150,7 @@ function applyLayer(pc: ProxyConfig, text: string, source: string, from: 'env' |
   log.info(`Apply proxy config from ${from} ${text}`);
   let parsed: unknown;
   try {
-    parsed = parseYamlOrJson(text);
+    parsed = await parseYamlOrJson(text);
   } catch (e) {
     issues.add(source, (e as Error).message);
     return { pc };
@@ -200,9 +200,6 @@ const defaultLookup = async (host: string): Promise<string[]> => {
   return (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
 };
 
-function yamlOf(pc: ProxyConfig): string {
-  return yamlStringify(proxyConfigToJson(pc), { sortMapEntries: true, lineWidth: 0 });
-}
 
 /**
  * Loads `agent proxy`'s configuration from what the CLI parsed: reads the pod files and the mesh config
@@ -255,7 +252,7 @@ export async function loadProxyConfig(input: ProxyCommandInput, opts: LoadOption
       log.info(`Apply mesh config from file ${text}`);
       let mesh: unknown;
       try {
-        mesh = parseYamlOrJson(text);
+        mesh = await parseYamlOrJson(text);
       } catch (e) {
         issues.add(`file ${meshFlag}`, (e as Error).message);
       }
@@ -269,9 +266,9 @@ export async function loadProxyConfig(input: ProxyCommandInput, opts: LoadOption
       }
     }
   }
-  if (env.proxyConfigEnv !== '') pc = applyLayer(pc, env.proxyConfigEnv, 'env PROXY_CONFIG', 'env', issues, log).pc;
+  if (env.proxyConfigEnv !== '') pc = (await applyLayer(pc, env.proxyConfigEnv, 'env PROXY_CONFIG', 'env', issues, log)).pc;
   const annoPc = annotations[ANNOTATION_PROXY_CONFIG];
-  if (annoPc) pc = applyLayer(pc, annoPc, `annotation ${ANNOTATION_PROXY_CONFIG} (${POD_ANNOTATIONS_PATH})`, 'annotation', issues, log).pc;
+  if (annoPc) pc = (await applyLayer(pc, annoPc, `annotation ${ANNOTATION_PROXY_CONFIG} (${POD_ANNOTATIONS_PATH})`, 'annotation', issues, log)).pc;
 
   // post-processing (pilot-agent config.ConstructProxyConfig)
   if (pc.concurrency === undefined && env.cpuLimit !== 0) {
@@ -319,7 +316,7 @@ export async function loadProxyConfig(input: ProxyCommandInput, opts: LoadOption
   const window = flags.restartBudgetWindowMs;
   if (window <= 0) issues.add('flag --restart-budget-window', 'must be a positive duration');
 
-  log.info(`Effective config: ${yamlOf(pc)}`);
+  log.info(`Effective config: ${toYaml(proxyConfigToJson(pc))}`);
 
   const agentConfig = (): AgentConfig => {
     issues.throwIfAny();

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { applyProxyConfigLayer, defaultProxyConfig, durationMs, proxyConfigToJson, type ProxyConfig } from './proxy-config.js';
-import { parseYamlOrJson } from './yaml.js';
+import * as yaml from 'yaml';
+import { parseYamlOrJsonWith } from './yaml.js';
+
+const parseYamlOrJson = (text: string): unknown => parseYamlOrJsonWith(yaml, text);
 
 const apply = (base: ProxyConfig, text: string): ProxyConfig => {
   const r = applyProxyConfigLayer(base, parseYamlOrJson(text));

@@ -10,10 +10,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import * as yaml from 'yaml';
 import { parse, stringify } from 'yaml';
 import { anyString, deepValue, yamlSoup } from '../../test/helpers/config-arbitraries.js';
 import { MAX_NESTING_DEPTH, MAX_YAML_ALIASES } from './limits.js';
-import { parseYamlOrJson } from './yaml.js';
+import { parseYamlOrJson as parseAsync, parseYamlOrJsonWith } from './yaml.js';
+
+/** The parser with `yaml` loaded (what parseAsync loads on the first YAML input), synchronously. */
+const parseYamlOrJson = (text: string): unknown => parseYamlOrJsonWith(yaml, text);
 
 /** Parses; returns the value, or the Error's message. Anything other than "invalid YAML/JSON: ..." fails. */
 function outcome(text: string): { value: unknown } | { error: string } {
@@ -105,6 +109,13 @@ void describe('parseYamlOrJson', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+
+  void it('the async parser: JSON without loading `yaml`, YAML once loaded, the same errors', async () => {
+    assert.deepEqual(await parseAsync('{"a":[1,"x"]}'), { a: [1, 'x'] });
+    assert.deepEqual(await parseAsync('a: [1, x]\nb: yes'), { a: [1, 'x'], b: true });
+    await assert.rejects(parseAsync('a: 1\na: 2'), /^Error: invalid YAML\/JSON: Map keys must be unique$/);
+    await assert.rejects(parseAsync(JSON.stringify(deepValue(MAX_NESTING_DEPTH + 1))), /nested deeper than 100 levels/);
   });
 
   void it('refuses nesting past 100 levels in every syntax, and survives doing so repeatedly', () => {

@@ -5,8 +5,17 @@
 // (see limits.ts): nesting is checked on the parser's token tree before anything recursive runs, aliases
 // are counted and their expansion capped, and duplicate keys are found in linear time (the `yaml`
 // package's own check is quadratic in the number of keys of a mapping).
-import { CST, isScalar, Parser, parseDocument, visit, type DocumentOptions, type ParseOptions, type SchemaOptions } from 'yaml';
+//
+// JSON (what the injector passes in PROXY_CONFIG) is read without the `yaml` package: it is loaded only for
+// a YAML input, since loading it costs 15-20 ms of start-up before Envoy is spawned (docs/performance.md).
+import type { CST, DocumentOptions, ParseOptions, SchemaOptions } from 'yaml';
 import { MAX_NESTING_DEPTH, MAX_YAML_ALIASES } from './limits.js';
+
+let yamlModule: Promise<typeof import('yaml')> | undefined;
+// `yaml` is CommonJS: its exports are the namespace's default (the bundle gives only that) and, under Node's
+// own loader, also its named exports
+const loadYaml = (): Promise<typeof import('yaml')> =>
+  (yamlModule ??= import('yaml').then((m) => (m as { default?: typeof import('yaml') }).default ?? m));
 
 const OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
   version: '1.1',
@@ -88,22 +97,35 @@ function fail(message: string, cause?: unknown): never {
   throw new Error(`invalid YAML/JSON: ${message.split('\n')[0]}`, cause === undefined ? undefined : { cause });
 }
 
-/** Parses JSON, or else YAML 1.1. Throws an Error whose message says what is wrong and where. */
-export function parseYamlOrJson(text: string): unknown {
+/** Parses JSON, or else YAML 1.1. Rejects with an Error whose message says what is wrong and where. */
+export async function parseYamlOrJson(text: string): Promise<unknown> {
+  const json = parseJson(text);
+  return json.ok ? json.value : parseYaml(await loadYaml(), text);
+}
+
+/** JSON.parse, or not JSON. Throws (an "invalid YAML/JSON" Error) only on JSON too deep to use. */
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
   let json: unknown;
-  let isJson = true;
   try {
     json = JSON.parse(text) as unknown;
   } catch {
-    // not JSON: fall through to YAML (JSON is YAML, so YAML's error message is the useful one)
-    isJson = false;
+    // not JSON: YAML (JSON is YAML, so YAML's error message is the useful one)
+    return { ok: false };
   }
-  if (isJson) {
-    // JSON.parse is iterative; what uses the value may not be
-    const p = valueShapeProblem(json);
-    if (p) fail(p);
-    return json;
-  }
+  // JSON.parse is iterative; what uses the value may not be
+  const p = valueShapeProblem(json);
+  if (p) fail(p);
+  return { ok: true, value: json };
+}
+
+/** parseYamlOrJson for a caller that has the `yaml` module loaded (tests); throws instead of rejecting. */
+export function parseYamlOrJsonWith(yaml: typeof import('yaml'), text: string): unknown {
+  const json = parseJson(text);
+  return json.ok ? json.value : parseYaml(yaml, text);
+}
+
+function parseYaml(yaml: typeof import('yaml'), text: string): unknown {
+  const { isScalar, Parser, parseDocument, visit } = yaml;
   let value: unknown;
   try {
     const tokens = Array.from(new Parser().parse(text));

@@ -6,7 +6,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { children, decodeOid, readTlv, unpem, type Tlv } from '../../test/controlplane/der.js';
-import { buildCsr, spiffeId } from './csr.js';
+import { buildCsr } from './csr.js';
+import { spiffeId } from './options.js';
 import { KeyPool, describeKeySpec, generateWorkloadKey, privateKeyPem, type KeySpec, type WorkloadKey } from './keys.js';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/sleep';

@@ -26,11 +26,6 @@ export function preloadCsrEncoder(): Promise<Forge> {
   return forgeLoad;
 }
 
-/** The SPIFFE ID pilot-agent requests: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`, verbatim. */
-export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
-  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
-}
-
 function ipBytes(ip: string): Buffer {
   if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
   // IPv6: expand '::' and embedded IPv4; an IPv4-mapped address is written as 4 bytes, as Go does

@@ -9,9 +9,13 @@ import { parseProtoDurationNs } from '../config/gocompat.js';
 import { AgentError, IssueList } from '../lib/errors.js';
 import { hostOf, osRootCertFile, xdsServerName, type ClientTls } from '../lib/tls-names.js';
 import type { CacheSettings } from './cache.js';
-import { spiffeId } from './csr.js';
 import type { KeySpec } from './keys.js';
 import type { PrivateKeyProviderConfig } from './sds-messages.js';
+
+/** The SPIFFE ID pilot-agent requests: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`, verbatim. */
+export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
 
 export const WORKLOAD_SDS_DIR = './var/run/secrets/workload-spiffe-uds';
 export const FILES_SDS_SOCKET = './var/run/secrets/credential-uds/files-socket';

@@ -1,14 +1,18 @@
 // File helpers shared by the components: atomic replacement (write a temp file in the same directory, fsync
 // it, then rename over the target) and bounded reads of files that come from outside the agent.
-import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+
+/** Temporary files written by this process so far (with the pid, a name no other process or write uses). */
+let tmpCount = 0;
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number, dirMode = 0o700): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: dirMode });
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', mode);
+  // unique per process and write; created exclusively ('wx': never through a file or link already there,
+  // so the name needs no cryptographic randomness)
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
+  const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
     await fh.chmod(mode);
