@@ -33,7 +33,7 @@ import type { AgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
 import type { FileWatch } from '../lib/watch.js';
 import { OWNER_ONLY_SOCKET_MODE, listenUds, type UdsListener } from '../lib/uds.js';
-import { keepYoungGenerationSmall, releaseMemorySoon } from '../lib/gc.js';
+import { releaseMemorySoon } from '../lib/gc.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { changesNeedingPodRestart } from './reload.js';
 import { EventLog, StartupPhases, STARTUP_PHASES } from '../lib/timeline.js';
@@ -292,7 +292,6 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
    */
   const startComponents = async (): Promise<ExitCode | undefined> => {
     try {
-      keepYoungGenerationSmall();
       const [{ createAgentMetrics }, { createIdentity }, { createXdsProxy }, { createStatusServer }, dnsModule] = await Promise.all([
         import('../lib/metrics.js'),
         import('../identity/index.js'),

@@ -4,22 +4,8 @@
 // at the peak for as long as the pod lives. One full collection a few seconds after such a response (once
 // for a burst of them) returns it. V8 exposes that collection only behind --expose-gc, which can be turned
 // on at run time; the function it defines is taken from a fresh context, so no global `gc` appears.
-// node:v8 and node:vm load when first used, not before Envoy is spawned
 import { createRequire } from 'node:module';
-
-const load = createRequire(import.meta.url);
-const setFlagsFromString = (flags: string): void => (load('node:v8') as typeof import('node:v8')).setFlagsFromString(flags);
-
-/**
- * Keeps V8's young generation at its initial size. It starts at 1 MiB per semi-space and grows up to 16 MiB
- * under a high allocation rate (a burst of scrapes or pushes), after which an idle process keeps it: tens
- * of MiB of RSS per pod held for nothing. Scavenges become more frequent but stay short (little survives
- * them: relayed messages are Buffers outside the V8 heap). Measured in docs/performance.md. The agent sets
- * it once Envoy is spawned (the young generation has not grown by then).
- */
-export function keepYoungGenerationSmall(): void {
-  setFlagsFromString('--semi-space-growth-factor=1');
-}
+import { setFlagsFromString } from 'node:v8';
 
 let collect: (() => void) | undefined;
 let timer: NodeJS.Timeout | undefined;
@@ -28,7 +14,7 @@ function fullGc(): void {
   if (!collect) {
     setFlagsFromString('--expose-gc');
     // node:vm is loaded only here, on the first large response, not at start-up
-    const vm = load('node:vm') as typeof import('node:vm');
+    const vm = createRequire(import.meta.url)('node:vm') as typeof import('node:vm');
     collect = vm.runInNewContext('gc') as () => void;
   }
   collect();
