@@ -33,7 +33,7 @@ import type { AgentMetrics } from '../lib/metrics.js';
 import type { Logger } from '../lib/log.js';
 import type { FileWatch } from '../lib/watch.js';
 import { OWNER_ONLY_SOCKET_MODE, listenUds, type UdsListener } from '../lib/uds.js';
-import { releaseMemorySoon } from '../lib/gc.js';
+import { releaseMemorySoon, releaseMemoryWhenGrown } from '../lib/gc.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { changesNeedingPodRestart } from './reload.js';
 import { EventLog, StartupPhases, STARTUP_PHASES } from '../lib/timeline.js';
@@ -445,6 +445,9 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
       ]);
       const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      // memory left by bursts of scrapes, probes, pushes or DNS queries is returned once it has grown
+      const memory = releaseMemoryWhenGrown();
+      cleanups.push(async () => memory.stop());
       // health reporting to istiod (WorkloadEntry health) when ProxyConfig has a readinessProbe
       if (healthProbe) {
         const { startWorkloadHealth } = await import('../status/workload-health.js');

