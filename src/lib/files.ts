@@ -11,7 +11,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await mkdir(dir, { recursive: true, mode: dirMode });
   // unique per process and write; created exclusively ('wx': never through a file or link already there,
   // so the name needs no cryptographic randomness)
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
