@@ -18,22 +18,6 @@ const builtinsViaRequire = {
     b.onLoad({ filter: /.*/, namespace: 'builtin-cjs' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
   },
 };
-// grpc-js loads @grpc/proto-loader (and protobufjs with it) only to serve channelz and ORCA, which the
-// agent never registers; leaving them out of the bundle saves parsing ~300 KB at start-up. The stub
-// throws if grpc-js ever calls it, naming why.
-const noProtoLoader = {
-  name: 'no-proto-loader',
-  setup(b) {
-    b.onResolve({ filter: /^@grpc\/proto-loader$/ }, (args) =>
-      args.importer.includes('@grpc/grpc-js') ? { path: 'proto-loader-stub', namespace: 'stub' } : undefined,
-    );
-    b.onLoad({ filter: /^proto-loader-stub$/, namespace: 'stub' }, () => ({
-      contents: "module.exports = { loadSync() { throw new Error('@grpc/proto-loader is not bundled (channelz and ORCA are not used by the agent)'); }, fromJSON() { throw new Error('@grpc/proto-loader is not bundled'); } };",
-      loader: 'js',
-    }));
-  },
-};
-
 // prom-client requires @opentelemetry/api only to attach trace ids to exemplars, which the agent does not
 // enable; with no OpenTelemetry SDK registered the API answers "no active span", as this stub does.
 const noOtelApi = {
@@ -73,9 +57,9 @@ const result = await build({
   outdir,
   entryNames: '[name]',
   chunkNames: 'chunks/[name]-[hash]',
-  // CommonJS dependencies (grpc-js, prom-client, node-forge) call require() for Node's built-in modules
+  // CommonJS dependencies (prom-client, node-forge) call require() for Node's built-in modules
   banner: { js: "import { createRequire as __agentCreateRequire } from 'node:module'; const require = __agentCreateRequire(import.meta.url);" },
-  plugins: [builtinsViaRequire, noProtoLoader, noOtelApi, noPushgateway],
+  plugins: [builtinsViaRequire, noOtelApi, noPushgateway],
   sourcemap: 'linked',
   metafile: true,
   legalComments: 'none',

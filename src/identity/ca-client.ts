@@ -4,9 +4,10 @@
 // metadata, the requested TTL and `CertSigner`. A failed call closes the connection so the next one is
 // built afresh (a new root, a new client certificate). Transient failures are retried as pilot-agent's gRPC
 // interceptor does (5 calls, 100 ms doubling, ±10 %); unlike pilot-agent, every attempt has a deadline.
-import { Client, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { clientCredentials, readBearerToken, type ClientTls } from '../lib/grpc-credentials.js';
+import { GrpcConnection, metadataProblem, unaryCall, type CallMetadata } from '../lib/grpc-h2/client.js';
+import { Code as Status, type CallStatus } from '../lib/grpc-h2/status.js';
+import { clientSecureContext, readBearerToken, type ClientTls } from '../lib/grpc-credentials.js';
 import type { Logger } from '../lib/log.js';
 import { Writer, WT_LEN, forEachField } from '../lib/protowire.js';
 
@@ -37,7 +38,7 @@ export class CaCallError extends Error {
   }
   /** Worth retrying soon: the CA may answer next time. Refusals (token, policy, request) are not. */
   get transient(): boolean {
-    return this.code === -1 || ![Status.PERMISSION_DENIED, Status.UNAUTHENTICATED, Status.INVALID_ARGUMENT, Status.UNIMPLEMENTED, Status.FAILED_PRECONDITION].includes(this.code);
+    return this.code === -1 || !([Status.PERMISSION_DENIED, Status.UNAUTHENTICATED, Status.INVALID_ARGUMENT, Status.UNIMPLEMENTED, Status.FAILED_PRECONDITION] as readonly number[]).includes(this.code);
   }
   get codeName(): string {
     return this.code === -1 ? 'Setup' : (CODE_NAMES[this.code] ?? String(this.code));
@@ -94,42 +95,41 @@ export function decodeCertificateResponse(buf: Buffer): string[] {
   return chain;
 }
 
-const identity = (b: Buffer): Buffer => b;
-
 /** Go's status error text, which operators grep for. */
 function statusText(code: number, details: string): string {
   return `rpc error: code = ${CODE_NAMES[code] ?? code} desc = ${details}`;
 }
 
 export function createCaClient(o: CaClientOptions): CaClient {
-  let client: Client | undefined;
+  let client: GrpcConnection | undefined;
   let closed = false;
   const retryDelay = o.retryDelayMs ?? ((n: number) => 100 * 2 ** n * (0.9 + Math.random() * 0.2));
 
-  let connecting: Promise<Client> | undefined;
-  /** The connection (one at a time: a CSR and prepare() share it). */
-  function connect(): Promise<Client> {
+  let connecting: Promise<GrpcConnection> | undefined;
+  /** The connection (one at a time: a CSR and prepare() share it); a new one once it failed or closed. */
+  function connect(): Promise<GrpcConnection> {
+    if (client && !client.usable) reconnect();
     connecting ??= (async () => {
-      let creds;
+      let secureContext;
       try {
-        creds = await clientCredentials(o.tls, o.log);
+        secureContext = o.tls ? await clientSecureContext(o.tls, o.log) : undefined;
       } catch (e) {
         connecting = undefined;
         throw new CaCallError(-1, (e as Error).message, `create certificate: ${(e as Error).message}`);
       }
-      client = new Client(o.endpoint, creds, {
-        'grpc.keepalive_time_ms': o.keepaliveTimeMs,
-        'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs,
-        'grpc.max_receive_message_length': MAX_CA_RESPONSE_BYTES,
-        'grpc-node.flow_control_window': 1024 * 1024,
-        'grpc.use_local_subchannel_pool': 1,
-        'grpc.enable_retries': 0,
-        ...(o.tls ? { 'grpc.ssl_target_name_override': o.tls.serverName, 'grpc.default_authority': o.tls.serverName } : {}),
-      });
-      if (closed) {
-        client.close();
-        client = undefined;
-        throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
+      if (closed) throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
+      try {
+        client = new GrpcConnection({
+          address: o.endpoint,
+          tls: o.tls && secureContext ? { secureContext, serverName: o.tls.serverName } : null,
+          ...(o.tls ? { authority: o.tls.serverName } : {}),
+          keepaliveTimeMs: o.keepaliveTimeMs,
+          keepaliveTimeoutMs: o.keepaliveTimeoutMs,
+          windowBytes: 1024 * 1024,
+        });
+      } catch (e) {
+        connecting = undefined;
+        throw new CaCallError(-1, (e as Error).message, `create certificate: ${(e as Error).message}`);
       }
       return client;
     })();
@@ -146,18 +146,15 @@ export function createCaClient(o: CaClientOptions): CaClient {
     }
   }
 
-  async function metadata(): Promise<Metadata> {
-    const md = new Metadata();
-    md.set('ClusterID', o.clusterId);
+  async function metadata(): Promise<CallMetadata> {
+    const md: Record<string, string> = { ClusterID: o.clusterId };
     for (const [k, v] of Object.entries(o.headers)) {
-      try {
-        md.set(k, v);
-      } catch (e) {
-        o.log.warn(`ignoring CA header ${k}: ${(e as Error).message}`);
-      }
+      const problem = metadataProblem(k, v);
+      if (problem) o.log.warn(`ignoring CA header ${k}: ${problem}`);
+      else md[k] = v;
     }
     const token = await readBearerToken(o.tokenPath, o.log);
-    if (token) md.set('authorization', `Bearer ${token}`);
+    if (token) md.authorization = `Bearer ${token}`;
     return md;
   }
 
@@ -166,12 +163,14 @@ export function createCaClient(o: CaClientOptions): CaClient {
     const c = await connect();
     const md = await metadata();
     const deadline = Date.now() + (o.callTimeoutMs ?? 30_000);
-    return new Promise<string[]>((resolve, reject) => {
-      c.makeUnaryRequest(CREATE_CERTIFICATE_METHOD, identity, identity, req, md, { deadline }, (err: ServiceError | null, res?: Buffer) => {
-        if (err) reject(new CaCallError(err.code, err.details, `create certificate: ${statusText(err.code, err.details)}`));
-        else resolve(decodeCertificateResponse(res ?? Buffer.alloc(0)));
-      });
-    });
+    try {
+      return decodeCertificateResponse(await unaryCall(c, CREATE_CERTIFICATE_METHOD, md, req, { deadline, maxRecvBytes: MAX_CA_RESPONSE_BYTES }));
+    } catch (e) {
+      const st = e as Partial<CallStatus>;
+      const code = typeof st.code === 'number' ? st.code : Status.UNKNOWN;
+      const details = st.details ?? (e as Error).message;
+      throw new CaCallError(code, details, `create certificate: ${statusText(code, details)}`);
+    }
   }
 
   return {
@@ -197,9 +196,7 @@ export function createCaClient(o: CaClientOptions): CaClient {
       }
     },
     prepare() {
-      connect()
-        .then((c) => c.waitForReady(Date.now() + (o.callTimeoutMs ?? 30_000), () => undefined))
-        .catch(() => undefined); // the CSR's own call reports what is wrong
+      connect().catch(() => undefined); // dialled at once; the CSR's own call reports what is wrong
     },
     close() {
       closed = true;

@@ -7,11 +7,11 @@
 // answer comes as soon as the certificate does, and a CA outage never breaks an established stream.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { Metadata, Server, status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { createGrpcH2Server, type GrpcH2Server, type ServerCall } from '../lib/grpc-h2/server.js';
+import { Code as Status } from '../lib/grpc-h2/status.js';
 import { AgentError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { listenUds, type UdsListener } from '../lib/uds.js';
-import { serveGrpcOnUds, shutdownGrpcServer } from '../lib/grpc-uds.js';
 import type { SecretItem } from './cache.js';
 import type { IdentityMetrics } from './metrics.js';
 import { isRootResource } from './resources.js';
@@ -69,14 +69,6 @@ export interface SdsServer {
   status(): SdsStatus;
 }
 
-const identity = (b: Buffer): Buffer => b;
-const rawStream = { requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } as const;
-const SERVICE_DEFINITION = {
-  StreamSecrets: { path: `/${SDS_SERVICE}/StreamSecrets`, requestStream: true, responseStream: true, ...rawStream },
-  DeltaSecrets: { path: `/${SDS_SERVICE}/DeltaSecrets`, requestStream: true, responseStream: true, ...rawStream },
-  FetchSecrets: { path: `/${SDS_SERVICE}/FetchSecrets`, requestStream: false, responseStream: false, ...rawStream },
-} as const;
-
 class StreamError extends Error {
   constructor(
     readonly code: number,
@@ -92,7 +84,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
   const counts = { streams: 0, responses: 0, nacks: 0, rejected: 0 };
   /** The largest request received (istio_agent_pilot_xds_recv_max). */
   let recvMax = 0;
-  let server: Server | undefined;
+  let server: GrpcH2Server | undefined;
   let listener: UdsListener | undefined;
   let state: 'new' | 'serving' | 'closing' | 'closed' = 'new';
   let closing: Promise<void> | undefined;
@@ -121,14 +113,24 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
     private closed = false;
     responses = 0;
 
-    constructor(private readonly call: ServerDuplexStream<Buffer, Buffer>) {}
+    constructor(private readonly call: ServerCall) {}
 
     run(): void {
-      this.call.on('data', (buf: Buffer) => this.enqueue(() => this.onRequest(buf)));
-      this.call.on('end', () => this.close());
-      this.call.on('cancelled', () => this.close());
-      this.call.on('error', () => this.close());
-      this.call.on('close', () => this.close());
+      this.call.start({
+        // a copy: the request is decoded later, in turn, and the view points into the connection's buffer
+        onMessage: (buf) => {
+          const req = Buffer.from(buf);
+          this.enqueue(() => this.onRequest(req));
+        },
+        onHalfClose: () => this.close(),
+        onCancel: () => this.close(),
+        onInvalid: (st) => {
+          adsLog.warn(`ADS: "${this.id}" SDS request rejected: ${st.details}`);
+          counts.rejected++;
+          metrics.sdsRejectedRequests.inc({ reason: 'malformed' });
+          this.close();
+        },
+      });
     }
 
     push(name: string): void {
@@ -215,7 +217,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
       const body = encodeSecretResponse(nextVersion(), nonce, secrets);
       const t0 = process.hrtime.bigint();
       await new Promise<void>((resolve) => {
-        this.call.write(body, (err?: Error | null) => {
+        this.call.write(body, (err?: Error) => {
           if (!err && this.st.watch) this.st.watch.nonceSent = nonce;
           resolve();
         });
@@ -229,9 +231,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
     private fail(err: StreamError): void {
       if (this.closed) return;
       this.close();
-      const c = this.call;
-      if (c.destroyed || c.writableEnded || (c as { cancelled?: boolean }).cancelled) return;
-      c.emit('error', { code: err.code, details: err.message, metadata: new Metadata() });
+      this.call.end(err.code, err.message);
     }
 
     close(): void {
@@ -252,24 +252,18 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
 
   async function start(): Promise<void> {
     if (state !== 'new') throw new AgentError('AGENT_ERR_IO', 'SDS server already started');
-    const srv = new Server({
-      'grpc.max_concurrent_streams': 100_000,
-      'grpc.max_receive_message_length': o.maxRecvBytes ?? 4 * 1024 * 1024,
-      'grpc.max_send_message_length': -1,
-    });
-    srv.addService(SERVICE_DEFINITION, {
-      StreamSecrets: (call: ServerDuplexStream<Buffer, Buffer>) => {
-        if (state !== 'serving') {
-          call.emit('error', { code: Status.UNAVAILABLE, details: 'SDS server is shutting down', metadata: new Metadata() });
-          return;
-        }
-        new SdsStream(call).run();
-      },
-      DeltaSecrets: (call: ServerDuplexStream<Buffer, Buffer>) => {
-        call.emit('error', { code: Status.UNIMPLEMENTED, details: 'DeltaSecrets not implemented', metadata: new Metadata() });
-      },
-      FetchSecrets: (_call: unknown, cb: (err: { code: number; details: string }) => void) => {
-        cb({ code: Status.UNIMPLEMENTED, details: 'FetchSecrets not implemented' });
+    const srv = createGrpcH2Server({
+      maxRecvBytes: o.maxRecvBytes ?? 4 * 1024 * 1024,
+      routes: {
+        [`/${SDS_SERVICE}/StreamSecrets`]: (call) => {
+          if (state !== 'serving') {
+            call.end(Status.UNAVAILABLE, 'SDS server is shutting down');
+            return;
+          }
+          new SdsStream(call).run();
+        },
+        [`/${SDS_SERVICE}/DeltaSecrets`]: (call) => call.end(Status.UNIMPLEMENTED, 'DeltaSecrets not implemented'),
+        [`/${SDS_SERVICE}/FetchSecrets`]: (call) => call.end(Status.UNIMPLEMENTED, 'FetchSecrets not implemented'),
       },
     });
     server = srv;
@@ -278,14 +272,13 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
       listener = o.listener ?? (await listenUds(o.socketPath, o.processCwd ?? process.cwd()));
     } catch (e) {
       state = 'closed';
-      srv.forceShutdown();
       throw new AgentError('AGENT_ERR_IO', `SDS grpc server for workload proxies failed to set up UDS: ${o.socketPath}: ${errorMessage(e)}`, { cause: e });
     }
     unsubscribe = o.source.onUpdate((name) => {
       for (const s of streams) s.push(name);
     });
     state = 'serving';
-    serveGrpcOnUds(srv, listener);
+    listener.adopt((socket) => srv.adopt(socket));
     log.info(`Starting SDS server for ${o.filesOnly ? 'file certificates only' : 'workload certificates'}, will listen on "${o.socketPath}"`);
   }
 
@@ -294,7 +287,7 @@ export function createSdsServer(o: SdsServerOptions): SdsServer {
     state = 'closing';
     unsubscribe?.();
     for (const s of [...streams]) s.end(Status.UNAVAILABLE, 'SDS server is shutting down');
-    if (server && wasServing) await shutdownGrpcServer(server, o.closeTimeoutMs ?? 2000);
+    if (server && wasServing) await server.shutdown(o.closeTimeoutMs ?? 2000);
     await (listener ?? o.listener)?.close();
     state = 'closed';
   }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { memoryLogger } from './log.js';
-import { OS_ROOT_CERT_FILES, clientCredentials, osRootCertFile, readBearerToken, xdsServerName } from './grpc-credentials.js';
+import { OS_ROOT_CERT_FILES, clientSecureContext, osRootCertFile, readBearerToken, xdsServerName } from './grpc-credentials.js';
 
 void describe('grpc credentials', () => {
   const dirs: string[] = [];
@@ -26,14 +26,14 @@ void describe('grpc credentials', () => {
     assert.equal(OS_ROOT_CERT_FILES[0], '/etc/ssl/certs/ca-certificates.crt');
     // on this machine (Debian) the system bundle is found, and usable for TLS
     assert.equal(osRootCertFile(), '/etc/ssl/certs/ca-certificates.crt');
-    await clientCredentials({ rootCertPath: null, serverName: 'x' }, memoryLogger().log);
+    await clientSecureContext({ rootCertPath: null, serverName: 'x' }, memoryLogger().log);
   });
 
   void it('a root file without a certificate is an error naming it', async () => {
     const d = await mkdtemp(join(tmpdir(), 'roots-'));
     dirs.push(d);
     await writeFile(join(d, 'root.pem'), 'not a certificate');
-    await assert.rejects(clientCredentials({ rootCertPath: join(d, 'root.pem'), serverName: 'x' }, memoryLogger().log), /no PEM certificate in .*root\.pem/);
+    await assert.rejects(clientSecureContext({ rootCertPath: join(d, 'root.pem'), serverName: 'x' }, memoryLogger().log), /no PEM certificate in .*root\.pem/);
   });
 
   void it('the token is trimmed; a missing one is a warning and no token; an oversized one is refused', async () => {

@@ -1,11 +1,10 @@
-// Credentials toward istiod for the agent's gRPC clients (the bearer token and TLS) (the xDS upstream and the CA client), built from files
+// Credentials toward istiod for the agent's gRPC clients (the xDS upstream and the CA client): the bearer token and TLS, built from files
 // read at connection time, so a rotated root or client certificate applies to the next connection, as in
 // pilot-agent. "System" roots are the operating system's trust store (the first bundle found in the
 // usual places, as Go's crypto/x509 does), not Node's compiled-in Mozilla list.
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createSecureContext, rootCertificates } from 'node:tls';
-import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { errorMessage } from './errors.js';
 import { readFileLimited } from './files.js';
 import type { Logger } from './log.js';
@@ -54,17 +53,15 @@ async function clientKeyCert(tls: ClientTls, log: Logger): Promise<{ cert: Buffe
   }
 }
 
-/** Channel credentials for one connection (null = plaintext); throws, naming the file, when the roots cannot be used. */
-export async function clientCredentials(tls: ClientTls | null, log: Logger): Promise<ChannelCredentials> {
-  if (!tls) return credentials.createInsecure();
+/** The TLS context of one connection to istiod; throws, naming the file, when the roots cannot be used. */
+export async function clientSecureContext(tls: ClientTls, log: Logger): Promise<SecureContext> {
   const ca = await trustedRoots(tls, log);
   const client = await clientKeyCert(tls, log);
-  const ctx = createSecureContext({
+  return createSecureContext({
     minVersion: 'TLSv1.2',
     ca: ca as string | Buffer | string[],
     ...(client ? { cert: client.cert, key: client.key } : {}),
   });
-  return credentials.createFromSecureContext(ctx);
 }
 
 /** Reads the bearer token as pilot-agent's token plugin does: trimmed; a missing file is a warning and no header. */

@@ -9,7 +9,7 @@
 // listenUds binds such a socket with node:net alone, so the agent can create the XDS and SDS sockets
 // before it has loaded gRPC: Envoy, started right after, finds them listening (a missing socket would put
 // it into its reconnect back-off), and connections that arrive before the gRPC server is ready wait,
-// unread, until it adopts them (lib/grpc-uds.ts).
+// unread, until it adopts them (the gRPC servers of lib/grpc-h2/server.ts).
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';

@@ -10,6 +10,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { connect as h2Connect, constants as h2c, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { isIP } from 'node:net';
+import { decodeGrpcMessage, isGrpcContentType, parseGrpcStatus } from '../lib/grpc-h2/status.js';
 import type { Logger } from '../lib/log.js';
 import type { AppProber, GrpcAction, HttpGetAction } from './config.js';
 
@@ -120,48 +121,8 @@ export function h2RequestHeaders(headers: OutgoingHttpHeaders): OutgoingHttpHead
   return out;
 }
 
-/**
- * grpc-go's decodeGrpcMessage: `%XX` escapes (two hex digits) become bytes, anything else is kept verbatim
- * (a bare `%` as in "disk 95% full"); the bytes are then read as UTF-8 (invalid sequences become U+FFFD).
- * Header values reach us as latin1 strings (one char per wire byte), so a char up to U+00FF is one byte.
- * Never throws.
- */
-export function decodeGrpcMessage(msg: string): string {
-  if (!/[%\u0080-\uffff]/.test(msg)) return msg;
-  const bytes: number[] = [];
-  const hex = /^[0-9A-Fa-f]{2}$/;
-  for (let i = 0; i < msg.length; ) {
-    const cp = msg.codePointAt(i)!;
-    if (cp === 0x25 && i + 2 < msg.length && hex.test(msg.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(msg.slice(i + 1, i + 3), 16));
-      i += 3;
-      continue;
-    }
-    if (cp <= 0xff) {
-      bytes.push(cp);
-      i += 1;
-      continue;
-    }
-    const ch = String.fromCodePoint(cp);
-    for (const b of Buffer.from(ch, 'utf8')) bytes.push(b);
-    i += ch.length;
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
-
-/** grpc-go's check of a response content-type: `application/grpc`, optionally followed by `+subtype` or `;params`. */
-export function isGrpcContentType(ct: string): boolean {
-  const base = 'application/grpc';
-  return ct === base || (ct.startsWith(base) && (ct[base.length] === '+' || ct[base.length] === ';'));
-}
-
-/** grpc-go's reading of `grpc-status` (strconv.ParseInt(v, 10, 32) as a uint32 code); undefined when malformed. */
-export function parseGrpcStatus(v: string): number | undefined {
-  if (!/^[+-]?\d+$/.test(v)) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -(2 ** 31) || n > 2 ** 31 - 1) return undefined;
-  return n >>> 0;
-}
+// gRPC's status and content-type rules are shared with the agent's other gRPC ends
+export { decodeGrpcMessage, isGrpcContentType, parseGrpcStatus } from '../lib/grpc-h2/status.js';
 
 /** A header value as one string (first of repeated values). */
 function headerText(v: unknown): string | undefined {

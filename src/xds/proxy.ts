@@ -7,7 +7,7 @@
 // only Envoy types forwarded, and any failure on either side ending the pair so Envoy reconnects and
 // re-subscribes (the proxy itself never retries).
 //
-// Messages are never decoded: both gRPC ends use identity (de)serializers, and a tiny wire reader
+// Messages are never decoded: both gRPC ends (lib/grpc-h2, on node:http2) carry raw Buffers, and a tiny wire reader
 // (wire.ts) peeks at type_url/nonce/version/counts. Flow control is end to end: the next istiod message is
 // read only after the previous one was written to Envoy, so at most one response is held in memory.
 //
@@ -15,8 +15,9 @@
 // with INTERNAL and a status naming the problem (counted and logged); nothing a peer sends can throw out of
 // the proxy or touch another stream. Status text sent to Envoy is percent-encoded as gRPC specifies (as
 // grpc-go does), not with grpc-js's encodeURI, because Envoy logs `grpc-message` as it arrives.
-import { Metadata, Server, connectivityState, status as Status } from '@grpc/grpc-js';
-import type { Channel, ServerDuplexStream, StatusObject } from '@grpc/grpc-js';
+import { Code as Status, type CallStatus } from '../lib/grpc-h2/status.js';
+import { createGrpcH2Server, type GrpcH2Server, type ServerCall } from '../lib/grpc-h2/server.js';
+import type { ClientCall, GrpcConnection } from '../lib/grpc-h2/client.js';
 import { AgentError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { Registry } from 'prom-client';
@@ -25,8 +26,7 @@ import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
 import { DELTA_METHOD, HEALTH_INFO_TYPE, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
 import { OWNER_ONLY_SOCKET_MODE, checkSocketMode, listenUds, type UdsListener } from '../lib/uds.js';
-import { serveGrpcOnUds, shutdownGrpcServer } from '../lib/grpc-uds.js';
-import { openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
+import { UPSTREAM_MAX_RECV_BYTES, openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
 import { AnswerWatchdog, DEFAULT_STUCK_STREAM_TIMEOUT_MS, mustBeAnswered } from './watchdog.js';
 
@@ -211,31 +211,6 @@ export interface XdsProxy {
   reportHealth(h: HealthReport): void;
 }
 
-const identity = (b: Buffer): Buffer => b;
-const ADS_SERVICE_DEFINITION = {
-  StreamAggregatedResources: {
-    path: SOTW_METHOD,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-  DeltaAggregatedResources: {
-    path: DELTA_METHOD,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-} as const;
-
-/** grpc-js's channel-level call: raw Buffers in and out, one message per startRead(). */
-type Call = ReturnType<Channel['createCall']>;
-
 interface EndStatus {
   code: number;
   details: string;
@@ -263,7 +238,7 @@ interface ProxyCore {
   lastError?: { at: string; message: string };
   unregister(s: Session): void;
   /** The connection opened at start (`preconnect`), once: the first stream's. */
-  takeWarmChannel(): Promise<Channel> | undefined;
+  takeWarmChannel(): Promise<GrpcConnection> | undefined;
 }
 
 /**
@@ -293,38 +268,7 @@ function typeStatus(core: ProxyCore, typeUrl: string): XdsTypeStatus {
   return t;
 }
 
-/**
- * `grpc-message` as the gRPC spec (and grpc-go) encodes it: UTF-8 bytes outside 0x20-0x7E, and '%', become
- * %XX; everything else is sent as is. grpc-js's server uses encodeURI instead, which also escapes spaces,
- * brackets and more: gRPC clients decode either form, but Envoy logs the header as it arrives.
- */
-export function encodeGrpcMessage(text: string): string {
-  let plain = true;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x25) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return text;
-  let out = '';
-  for (const b of Buffer.from(text, 'utf8')) {
-    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b < 16 ? '0' : ''}${b.toString(16).toUpperCase()}`;
-  }
-  return out;
-}
-
-/**
- * Ends a server stream with a status whose text reaches the peer as the gRPC spec encodes it: grpc-js
- * merges the status metadata over its own `grpc-status`/`grpc-message` trailers, so a `grpc-message` entry
- * here replaces its encodeURI form.
- */
-function emitStatus(down: ServerDuplexStream<Buffer, Buffer>, code: number, details: string): void {
-  const metadata = new Metadata();
-  metadata.set('grpc-message', encodeGrpcMessage(details));
-  down.emit('error', { code, details, metadata });
-}
+export { encodeGrpcMessage } from '../lib/grpc-h2/status.js';
 
 function recordError(core: ProxyCore, message: string): void {
   core.lastError = { at: new Date().toISOString(), message };
@@ -334,8 +278,8 @@ function recordError(core: ProxyCore, message: string): void {
 class Session {
   readonly startedAt = new Date();
   private readonly log: Logger;
-  private channel: Channel | undefined;
-  private call: Call | undefined;
+  private channel: GrpcConnection | undefined;
+  private call: ClientCall | undefined;
   private readonly sendQueue: Buffer[] = [];
   private sending = false;
   private finished = false;
@@ -355,7 +299,7 @@ class Session {
     private readonly core: ProxyCore,
     readonly id: number,
     readonly delta: boolean,
-    private readonly down: ServerDuplexStream<Buffer, Buffer>,
+    private readonly down: ServerCall,
   ) {
     this.log = core.log;
     this.watchdog = new AnswerWatchdog(core.stuckStreamTimeoutMs, (typeUrl, waitedMs) => this.onStuck(typeUrl, waitedMs));
@@ -372,8 +316,7 @@ class Session {
   }
 
   upstreamState(): string {
-    if (!this.channel) return 'NONE';
-    return connectivityState[this.channel.getConnectivityState(false)] ?? 'UNKNOWN';
+    return this.channel?.state ?? 'NONE';
   }
 
   /** Sends a health report to istiod now if this stream has sent its first LDS request (else it goes then). */
@@ -388,35 +331,27 @@ class Session {
   }
 
   isUpstreamReady(): boolean {
-    return !this.finished && this.channel?.getConnectivityState(false) === connectivityState.READY;
+    return !this.finished && this.channel?.state === 'READY';
   }
 
   /** Wires the downstream events, then dials istiod. Never throws. */
   run(): void {
-    this.down.on('data', (buf: Buffer) => this.onDownstreamRequest(buf));
-    this.down.on('end', () => this.onDownstreamEnd('graceful', { code: Status.OK, details: 'EOF' }));
-    this.down.on('cancelled', () => {
-      // grpc-js cancels the call itself when a write fails (and then never completes that write)
-      if (this.pendingWrite) this.onWriteFailed('the stream was cancelled before the write completed');
-      else this.onDownstreamEnd('expected', { code: Status.CANCELLED, details: 'client disconnected' });
-    });
-    this.down.on('error', (err: (Error & Partial<StatusObject>) | undefined) => {
-      if (this.finished) return; // our own status emission
-      const code = typeof err?.code === 'number' ? err.code : Status.UNKNOWN;
-      const details = String(err?.details ?? err?.message ?? 'unknown error');
-      if (this.pendingWrite) this.onWriteFailed(details);
-      else this.onDownstreamEnd(classifyTermination(code, details), { code, details });
-    });
-    this.down.on('close', () => {
-      if (this.pendingWrite && !this.finished) this.onWriteFailed('the stream closed before the write completed');
-      this.finish(undefined);
+    this.down.start({
+      onMessage: (buf) => this.onDownstreamRequest(buf),
+      onHalfClose: () => this.onDownstreamEnd('graceful', { code: Status.OK, details: 'EOF' }),
+      onInvalid: (st) => this.onDownstreamEnd('unexpected', { code: st.code, details: `bad request from Envoy: ${st.details}` }),
+      onCancel: (reason) => {
+        if (this.pendingWrite) this.onWriteFailed(reason);
+        else this.onDownstreamEnd('expected', { code: Status.CANCELLED, details: 'client disconnected' });
+        this.finish(undefined);
+      },
     });
     this.openUpstream().catch((e: unknown) => this.failUpstream({ code: Status.INTERNAL, details: `starting upstream stream: ${errorMessage(e)}` }));
   }
 
   private async openUpstream(): Promise<void> {
     const { cfg } = this.core;
-    let md: Metadata;
+    let md: Awaited<ReturnType<typeof upstreamMetadata>>;
     try {
       this.channel = (await this.core.takeWarmChannel()) ?? (await openUpstreamChannel(cfg, this.log));
       this.channelCounted = true;
@@ -437,22 +372,21 @@ class Session {
       this.closeChannel();
       return;
     }
-    // a connection opened at start (preconnect) may be up already: watch from the state it is in now
-    this.watchConnectivity(this.channel, connectivityState.IDLE);
-    if (this.channel.getConnectivityState(false) === connectivityState.READY) this.onUpstreamReady();
-    const call = this.channel.createCall(this.delta ? DELTA_METHOD : SOTW_METHOD, Infinity, undefined, null, null);
-    this.call = call;
-    call.start(md, {
-      onReceiveMetadata: () => {},
-      onReceiveMessage: (buf: Buffer) => {
+    // a connection opened at start (preconnect) may be up already
+    const channel = this.channel;
+    if (channel.state === 'READY') this.onUpstreamReady();
+    else channel.watch((st) => (st === 'READY' ? (this.onUpstreamReady(), true) : false));
+    const call = channel.call(this.delta ? DELTA_METHOD : SOTW_METHOD, md, { maxRecvBytes: UPSTREAM_MAX_RECV_BYTES }, {
+      onMessage: (buf: Buffer) => {
         this.onUpstreamResponse(buf).catch((e: unknown) =>
           this.failUpstream({ code: Status.INTERNAL, details: `relaying response: ${errorMessage(e)}` }),
         );
       },
-      onReceiveStatus: (st: StatusObject) => {
+      onStatus: (st: CallStatus) => {
         if (!this.upstreamEnded) this.onUpstreamStatus(st);
       },
     });
+    this.call = call;
     call.startRead();
     this.flushRequests();
   }
@@ -462,14 +396,6 @@ class Session {
     this.upstreamReady = true;
     this.core.onEvent({ kind: 'connected', stream: this.id });
     this.log.info(`connected to ${this.delta ? 'delta ' : ''}upstream XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
-  }
-
-  private watchConnectivity(channel: Channel, current: connectivityState): void {
-    channel.watchConnectivityState(current, Infinity, () => {
-      const next = channel.getConnectivityState(false);
-      if (next === connectivityState.READY) this.onUpstreamReady();
-      if (next !== connectivityState.SHUTDOWN) this.watchConnectivity(channel, next);
-    });
   }
 
   // ---- Envoy -> istiod ----
@@ -522,7 +448,7 @@ class Session {
     this.flushRequests();
   }
 
-  /** Sends queued requests one at a time (grpc-js accepts the next message once the previous is written). */
+  /** Sends queued requests one at a time (the next once HTTP/2 has taken the previous). */
   private flushRequests(): void {
     const call = this.call;
     if (!call || this.sending || this.finished || this.upstreamEnded) return;
@@ -531,19 +457,14 @@ class Session {
     this.sending = true;
     this.core.metrics.xdsProxyRequests.inc();
     this.core.counts.requests++;
-    call.sendMessageWithContext(
-      {
-        callback: (err?: Error | null) => {
-          this.sending = false;
-          if (err) {
-            if (!this.finished) this.failUpstream({ code: Status.UNAVAILABLE, details: `send error: ${errorMessage(err)}` });
-            return;
-          }
-          this.flushRequests();
-        },
-      },
-      next,
-    );
+    call.sendMessage(next, (err?: Error) => {
+      this.sending = false;
+      if (err) {
+        if (!this.finished) this.failUpstream({ code: Status.UNAVAILABLE, details: `send error: ${errorMessage(err)}` });
+        return;
+      }
+      this.flushRequests();
+    });
   }
 
   // ---- istiod -> Envoy ----
@@ -613,7 +534,7 @@ class Session {
   }
 
   private forwardToEnvoy(buf: Buffer, typeUrl: string): void {
-    if (this.finished || this.down.destroyed || this.down.writableEnded) {
+    if (this.finished || this.down.ended) {
       this.log.error(`downstream dropped ${this.delta ? 'delta ' : ''}xds push to Envoy, connection already closed`, { id: this.id });
       return;
     }
@@ -629,8 +550,8 @@ class Session {
     const write = { typeUrl, timer };
     this.pendingWrite = write;
     this.core.held.sendTimers++;
-    // grpc-js calls back only when the write completes: a failed write ends the call instead (see run())
-    this.down.write(buf, (err?: Error | null) => {
+    // called back once HTTP/2 took the message, or with an error when the stream closed first
+    this.down.write(buf, (err?: Error) => {
       if (this.pendingWrite !== write) return; // already settled as failed
       this.settleWrite();
       const took = Date.now() - started;
@@ -678,7 +599,7 @@ class Session {
     this.failUpstream({ code: Status.UNAVAILABLE, details: msg });
   }
 
-  private onUpstreamStatus(st: StatusObject): void {
+  private onUpstreamStatus(st: CallStatus): void {
     this.upstreamEnded = true;
     const kind = classifyTermination(st.code, st.details);
     this.core.metrics.istiodConnectionTerminations.inc({ type: terminationLabel(kind) });
@@ -697,8 +618,8 @@ class Session {
   /** Ends istiod's stream from our side (bad message, send failure) and reports `st` as its outcome. */
   private failUpstream(st: EndStatus): void {
     if (this.upstreamEnded) return;
-    this.onUpstreamStatus({ ...st, metadata: new Metadata() }); // sets upstreamEnded: the CANCELLED echo is ignored
-    this.call?.cancelWithStatus(Status.CANCELLED, 'proxy closed the stream');
+    this.onUpstreamStatus(st); // sets upstreamEnded: the CANCELLED echo is ignored
+    this.call?.cancel(Status.CANCELLED, 'proxy closed the stream');
   }
 
   private onDownstreamEnd(kind: TerminationKind, st: EndStatus): void {
@@ -726,31 +647,22 @@ class Session {
     this.core.unregister(this);
     this.sendQueue.length = 0;
     this.settleWrite();
-    if (this.call && !this.upstreamEnded) this.call.cancelWithStatus(Status.CANCELLED, 'downstream closed');
+    if (this.call && !this.upstreamEnded) this.call.cancel(Status.CANCELLED, 'downstream closed');
     this.closeChannel();
     this.log.debug(`disconnected from ${this.delta ? 'delta ' : ''}XDS server: ${this.core.cfg.discoveryAddress}`, { id: this.id });
-    const down = this.down;
-    if (!st || down.destroyed || down.writableEnded || (down as { cancelled?: boolean }).cancelled) return;
-    if (st.code === Status.OK) down.end();
-    else emitStatus(down, st.code, st.details);
+    if (!st || this.down.ended) return;
+    if (st.code === Status.OK) this.down.end(Status.OK);
+    else this.down.end(st.code, st.details);
   }
 
-  /**
-   * Closes the istiod channel. grpc-js (1.14) resolves an IP-literal target on a setImmediate that closing
-   * the channel does not cancel: a channel closed in the same turn as its first call would connect to
-   * istiod afterwards and keep that connection open for good (one per Envoy stream that ended at once).
-   * Closing after that callback has run releases everything.
-   */
+  /** Closes the istiod connection. */
   private closeChannel(): void {
     const channel = this.channel;
     if (!channel || this.channelClosing) return;
     this.channelClosing = true;
-    const counted = this.channelCounted;
+    channel.close();
+    if (this.channelCounted) this.core.held.upstreamChannels--;
     this.channelCounted = false;
-    setImmediate(() => {
-      channel.close();
-      if (counted) this.core.held.upstreamChannels--;
-    });
   }
 }
 
@@ -778,7 +690,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   let handover: { until: number; timer: NodeJS.Timeout; waitingFor: Set<Session> } | undefined;
   const newest = (): Session | undefined => [...active].at(-1);
   let nextId = 0;
-  let server: Server | undefined;
+  let server: GrpcH2Server | undefined;
   let listener: UdsListener | undefined;
   let state: 'new' | 'starting' | 'serving' | 'closing' | 'closed' = 'new';
   let closing: Promise<void> | undefined;
@@ -841,9 +753,9 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     );
   }
 
-  const handle = (delta: boolean) => (down: ServerDuplexStream<Buffer, Buffer>) => {
+  const handle = (delta: boolean) => (down: ServerCall) => {
     if (state !== 'serving') {
-      emitStatus(down, Status.UNAVAILABLE, 'xds proxy is shutting down');
+      down.end(Status.UNAVAILABLE, 'xds proxy is shutting down');
       return;
     }
     const s = new Session(core, ++nextId, delta, down);
@@ -862,15 +774,10 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   };
 
   /** The connection opened at start, until the first stream takes it (see `preconnect`). */
-  let warm: { channel: Promise<Channel>; idle: NodeJS.Timeout } | undefined;
+  let warm: { channel: Promise<GrpcConnection>; idle: NodeJS.Timeout } | undefined;
   function preconnect(): void {
     // a failure here shows when the first stream takes it: it then dials again, and reports that attempt
-    const channel = openUpstreamChannel(cfg, log)
-      .then((ch) => {
-        ch.getConnectivityState(true); // connect now
-        return ch;
-      })
-      .catch(() => openUpstreamChannel(cfg, log));
+    const channel = openUpstreamChannel(cfg, log).catch(() => openUpstreamChannel(cfg, log));
     channel.catch(() => undefined);
     const idle = setTimeout(() => {
       if (warm?.channel !== channel) return;
@@ -885,28 +792,23 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     if (state !== 'new') throw new AgentError('AGENT_ERR_XDS', 'xds proxy already started');
     state = 'starting';
     log.info(`Initializing with upstream address "${cfg.discoveryAddress}" and cluster "${cfg.clusterId}"`);
-    const srv = new Server({
-      'grpc.max_concurrent_streams': opts.maxConcurrentStreams ?? 100_000,
-      'grpc.max_receive_message_length': opts.maxDownstreamRecvBytes ?? 4 * 1024 * 1024,
-      'grpc.max_send_message_length': -1,
-      'grpc.keepalive_time_ms': cfg.keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': cfg.keepaliveTimeoutMs,
-    });
-    srv.addService(ADS_SERVICE_DEFINITION, {
-      StreamAggregatedResources: handle(false),
-      DeltaAggregatedResources: handle(true),
+    const srv = createGrpcH2Server({
+      routes: { [SOTW_METHOD]: handle(false), [DELTA_METHOD]: handle(true) },
+      maxConcurrentStreams: opts.maxConcurrentStreams ?? 100_000,
+      maxRecvBytes: opts.maxDownstreamRecvBytes ?? 4 * 1024 * 1024,
+      keepaliveTimeMs: cfg.keepaliveTimeMs,
+      keepaliveTimeoutMs: cfg.keepaliveTimeoutMs,
     });
     server = srv;
     try {
       listener = opts.listener ?? (await listenUds(opts.udsPath, opts.processCwd ?? process.cwd(), socketMode));
     } catch (e) {
       state = 'closed';
-      srv.forceShutdown();
       throw new AgentError('AGENT_ERR_XDS', `failed to listen on unix socket "${opts.udsPath}": ${errorMessage(e)}`, { cause: e });
     }
     state = 'serving';
     if (opts.preconnect) preconnect();
-    serveGrpcOnUds(srv, listener);
+    listener.adopt((socket) => srv.adopt(socket));
     log.info(`xds proxy listening on ${opts.udsPath} (mode 0${socketMode.toString(8)})`);
   }
 
@@ -920,7 +822,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
     for (const s of [...active]) s.finish({ code: Status.UNAVAILABLE, details: 'xds proxy is shutting down' });
     void core.takeWarmChannel()?.then((ch) => ch.close(), () => undefined);
     const srv = server;
-    if (srv && wasServing) await shutdownGrpcServer(srv, closeTimeoutMs);
+    if (srv && wasServing) await srv.shutdown(closeTimeoutMs);
     await (listener ?? opts.listener)?.close();
     state = 'closed';
   }

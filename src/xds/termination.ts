@@ -1,7 +1,7 @@
 // How a stream ended, in pilot-agent's three buckets: a clean end (the peer closed with OK / EOF), an
 // expected disconnect (cancellation, the peer or transport going away), or an unexpected error.
 // Expected and graceful ends count as `type="cancelled"` in the termination metrics, the rest as `type="error"`.
-import { status as Status } from '@grpc/grpc-js';
+import { Code as Status, codeName } from '../lib/grpc-h2/status.js';
 
 export type TerminationKind = 'graceful' | 'expected' | 'unexpected';
 
@@ -31,7 +31,7 @@ export function terminationLabel(kind: TerminationKind): 'cancelled' | 'error' {
   return kind === 'unexpected' ? 'error' : 'cancelled';
 }
 
+/** `UNAVAILABLE` for 14 (the name a status code is logged with). */
 export function statusName(code: number): string {
-  const name = (Status as unknown as Record<number, string>)[code];
-  return typeof name === 'string' ? name : String(code);
+  return codeName(code);
 }

@@ -1,12 +1,11 @@
-// The istiod side of the proxy: one gRPC channel per Envoy stream (pilot-agent dials a fresh connection for
+// The istiod side of the proxy: one connection per Envoy stream (pilot-agent dials a fresh connection for
 // every downstream stream), built from files re-read at that moment, so a rotated root or token applies to
-// the next connection. Messages stay raw Buffers: we use grpc-js's channel-level Call API, which carries
-// serialized bytes and lets us ask for exactly one message at a time (flow control toward istiod).
-import { Channel, Metadata, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { clientCredentials, readBearerToken } from '../lib/grpc-credentials.js';
+// the next connection. Messages stay raw Buffers on a raw gRPC connection (lib/grpc-h2), which hands out
+// exactly one message per read (flow control toward istiod).
+import { GrpcConnection, metadataProblem, type CallMetadata } from '../lib/grpc-h2/client.js';
+import { clientSecureContext, readBearerToken } from '../lib/grpc-credentials.js';
 import type { Logger } from '../lib/log.js';
-import { errorMessage } from '../lib/errors.js';
-import type { UpstreamTls, XdsProxySettings } from './options.js';
+import type { XdsProxySettings } from './options.js';
 
 /** Go's math.MaxInt32: pilot-agent's receive limit for istiod responses. */
 export const UPSTREAM_MAX_RECV_BYTES = 2_147_483_647;
@@ -16,44 +15,28 @@ export const UPSTREAM_FLOW_CONTROL_WINDOW = 1024 * 1024;
 /** The part of the proxy's settings the upstream side needs. */
 export type UpstreamConfig = Pick<XdsProxySettings, 'discoveryAddress' | 'tls' | 'tokenPath' | 'clusterId' | 'xdsHeaders' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs'>;
 
-/** Channel credentials for one upstream connection. */
-export async function upstreamCredentials(tls: UpstreamTls | null, log: Logger): Promise<ChannelCredentials> {
-  return clientCredentials(tls, log);
-}
-
-export function upstreamChannelOptions(cfg: UpstreamConfig): ChannelOptions {
-  return {
-    'grpc.keepalive_time_ms': cfg.keepaliveTimeMs,
-    'grpc.keepalive_timeout_ms': cfg.keepaliveTimeoutMs,
-    'grpc.max_receive_message_length': UPSTREAM_MAX_RECV_BYTES,
-    'grpc.max_send_message_length': -1,
-    'grpc-node.flow_control_window': UPSTREAM_FLOW_CONTROL_WINDOW,
-    // A connection of our own per stream, never shared through grpc-js's global subchannel pool.
-    'grpc.use_local_subchannel_pool': 1,
-    // Streams are never retried by the proxy: Envoy reconnects and re-subscribes.
-    'grpc.enable_retries': 0,
-    ...(cfg.tls ? { 'grpc.ssl_target_name_override': cfg.tls.serverName } : {}),
-  };
-}
-
-export async function openUpstreamChannel(cfg: UpstreamConfig, log: Logger): Promise<Channel> {
-  const creds = await upstreamCredentials(cfg.tls, log);
-  return new Channel(cfg.discoveryAddress, creds, upstreamChannelOptions(cfg));
+/** Dials istiod now (credential files read at this moment); throws, naming the file or address, when it cannot. */
+export async function openUpstreamChannel(cfg: UpstreamConfig, log: Logger): Promise<GrpcConnection> {
+  const tls = cfg.tls ? { secureContext: await clientSecureContext(cfg.tls, log), serverName: cfg.tls.serverName } : null;
+  return new GrpcConnection({
+    address: cfg.discoveryAddress,
+    tls,
+    keepaliveTimeMs: cfg.keepaliveTimeMs,
+    keepaliveTimeoutMs: cfg.keepaliveTimeoutMs,
+    windowBytes: UPSTREAM_FLOW_CONTROL_WINDOW,
+  });
 }
 
 /** Per-stream metadata: `ClusterID`, every XDS_HEADER_*, and `authorization: Bearer <token>` when there is a token. */
-export async function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promise<Metadata> {
-  const md = new Metadata();
-  md.set('ClusterID', cfg.clusterId);
+export async function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promise<CallMetadata> {
+  const md: Record<string, string | Buffer> = { ClusterID: cfg.clusterId };
   for (const [k, v] of Object.entries(cfg.xdsHeaders)) {
-    try {
-      if (k.toLowerCase().endsWith('-bin')) md.set(k, Buffer.from(v));
-      else md.set(k, v);
-    } catch (e) {
-      log.warn(`ignoring XDS header ${k}: ${errorMessage(e)}`);
-    }
+    const value = k.toLowerCase().endsWith('-bin') ? Buffer.from(v) : v;
+    const problem = metadataProblem(k, value);
+    if (problem) log.warn(`ignoring XDS header ${k}: ${problem}`);
+    else md[k] = value;
   }
   const token = await readBearerToken(cfg.tokenPath, log);
-  if (token) md.set('authorization', `Bearer ${token}`);
+  if (token) md.authorization = `Bearer ${token}`;
   return md;
 }

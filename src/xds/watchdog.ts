@@ -2,10 +2,9 @@
 // answer of its type within `timeoutMs`, marks the stream stuck; the proxy then ends the pair (Envoy
 // reconnects, and the new stream gets a new istiod connection). A connection that is up but answers
 // nothing (a wedged istiod, a half-dead load balancer) otherwise leaves Envoy on stale configuration with no
-// error anywhere. A dead connection is caught by gRPC keepalive (GRPC_KEEPALIVE_INTERVAL/TIMEOUT): grpc-js
-// then fails the call with UNAVAILABLE "Connection dropped" and the pair ends the same way (counted in
-// istio_agent_istiod_connection_terminations, as any dropped connection; grpc-js does not say it was
-// keepalive).
+// error anywhere. A dead connection is caught by gRPC keepalive (GRPC_KEEPALIVE_INTERVAL/TIMEOUT): the
+// call then fails with UNAVAILABLE "Connection dropped: keepalive ping not answered" and the pair ends the
+// same way (counted in istio_agent_istiod_connection_terminations, as any dropped connection).
 //
 // What istiod must answer: the first request of a type on a stream (SotW: no response nonce yet; Delta:
 // the initial request). istiod does not answer a NACK (it logs it and waits for the next push) nor, in
