@@ -5,6 +5,7 @@
 //
 //   node bench/run.mjs [--quick] [--out BENCHMARKS.md] [--json FILE] [--agents go,ours] [--only startup,steady,cert,istiod,soak,dns]
 import { spawn, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, totalmem, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -54,6 +55,11 @@ if (process.getuid?.() !== 0) {
 // ---------------------------------------------------------------------------------------------
 // machine facts
 
+/** The image's allocator environment (Dockerfile `ENV MALLOC_*`), which bench/trial.mjs gives our agent. */
+function imageMallocEnv() {
+  return [...readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (MALLOC_[A-Z_]+=\S+)$/gm)].map((m) => m[1]).join(' ');
+}
+
 function sh(cmd, args) {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
@@ -84,7 +90,7 @@ function facts() {
     node: process.version,
     envoy,
     goAgent,
-    ours: `${oursVersion} (git ${commit}${dirty}), run with ${process.version}`,
+    ours: `${oursVersion} (git ${commit}${dirty}), run with ${process.version} and the image's allocator setting (${imageMallocEnv() || 'none'})`,
   };
 }
 

@@ -175,12 +175,15 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN },
   return { pod, env: { ...env, ...extraEnv, ...JSON.parse(process.env.BENCH_AGENT_ENV || '{}') } };
 }
 
+// The allocator setting the image ships (Dockerfile `ENV MALLOC_*`): our agent is measured as it runs there.
+const IMAGE_ENV = Object.fromEntries([...readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (MALLOC_[A-Z_]+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+
 function spawnAgent(pod, env) {
   // BENCH_NODE_ARGS: Node.js options for our agent (e.g. --cpu-prof, for scripts/profile-startup.sh)
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [process.execPath, [...nodeArgs, AGENT_CLI, ...pod.args]];
   const t0 = performance.now();
-  const child = spawn(cmd, args, { cwd: pod.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { cwd: pod.cwd, env: AGENT === 'go' ? env : { ...IMAGE_ENV, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d) => {
     out += d;
