@@ -12,7 +12,7 @@
 import { constants as h2c, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { MessageReader, messagePrefix } from './frames.js';
-import { Code, codeName, encodeGrpcMessage, isGrpcContentType, type CallStatus } from './status.js';
+import { Code, encodeGrpcMessage, isGrpcContentType, type CallStatus } from './status.js';
 
 /** What a handler hears from one call. */
 export interface ServerCallListener {
@@ -259,9 +259,4 @@ export function createGrpcH2Server(o: GrpcH2ServerOptions): GrpcH2Server {
       });
     },
   };
-}
-
-/** `UNAVAILABLE: text` for logs. */
-export function describeStatus(s: CallStatus): string {
-  return `${codeName(s.code)}: ${s.details}`;
 }
