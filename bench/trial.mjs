@@ -33,7 +33,7 @@ const { startControlPlane } = await import(B('test/controlplane/server.js'));
 const { CLUSTER_TYPE, ROUTE_TYPE, httpConfigMessages } = await import(B('test/controlplane/resources.js'));
 const { startHttpUpstream } = await import(B('test/controlplane/http-upstream.js'));
 const { createPod } = await import(B('test/helpers/pod.js'));
-const { envoyBin, pilotAgentBin, istioBootstrapTemplate, AGENT_CLI } = await import(B('test/helpers/peers.js'));
+const { envoyBin, pilotAgentBin, istioBootstrapTemplate, AGENT_BIN } = await import(B('test/helpers/peers.js'));
 const { loadProtos, messageCodec } = await import(B('src/lib/proto.js'));
 
 const cfg = JSON.parse(process.argv[2] ?? '{}');
@@ -179,11 +179,12 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN },
 const IMAGE_ENV = Object.fromEntries([...readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (MALLOC_[A-Z_]+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
 
 function spawnAgent(pod, env) {
-  // BENCH_NODE_ARGS: Node.js options for our agent (e.g. --cpu-prof, for scripts/profile-startup.sh)
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [process.execPath, [...nodeArgs, AGENT_CLI, ...pod.args]];
+  // our agent is the single executable the image runs (build/agent); BENCH_NODE_ARGS: Node.js options for
+  // it, passed in NODE_OPTIONS (e.g. --cpu-prof, for scripts/profile-startup.sh)
+  const nodeOptions = process.env.BENCH_NODE_ARGS ? { NODE_OPTIONS: process.env.BENCH_NODE_ARGS } : {};
+  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [AGENT_BIN, pod.args];
   const t0 = performance.now();
-  const child = spawn(cmd, args, { cwd: pod.cwd, env: AGENT === 'go' ? env : { ...IMAGE_ENV, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { cwd: pod.cwd, env: AGENT === 'go' ? env : { ...IMAGE_ENV, ...env, ...nodeOptions }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (d) => {
     out += d;

@@ -23,7 +23,7 @@ echo "== build" >&2
 # tsc emits even when some file has type errors; the bench needs build/src and build/test
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); continuing with what it emitted" >&2
 node scripts/bundle.mjs
-for f in build/bundle/main.js build/test/controlplane/server.js build/test/helpers/pod.js build/test/helpers/istiod.js; do
+for f in build/agent build/bundle/main.js build/test/controlplane/server.js build/test/helpers/pod.js build/test/helpers/istiod.js; do
   [ -f "$f" ] || { echo "bench: $f missing after the build" >&2; exit 1; }
 done
 

@@ -1,12 +1,24 @@
-// Bundles the agent (build/src, tsc's output) with esbuild into build/bundle/: main.js, the entry the
-// image and the integration tests run, plus chunks that load only when used (each subcommand, execa for
-// istio-iptables, node-forge's ASN.1 for CSRs). One file per piece instead of ~400 modules spread over
-// node_modules: Node.js resolves, reads and compiles far fewer files at start-up (docs/performance.md).
-// The sources stay as they are; dependencies come from node_modules at build time only.
+// Bundles the agent (build/src, tsc's output) with esbuild, twice:
+// - build/agent, the single executable the image and the integration tests run: Node.js and the agent in
+//   one file, started from a V8 snapshot of the agent's start-up code (src/sea.ts). esbuild makes one
+//   CommonJS file of the agent (build/sea/agent.cjs; Node.js builds snapshots from CommonJS only), then
+//   `node --build-sea` evaluates it, takes the snapshot and writes it into a copy of the node executable
+//   (`--sea-node PATH` names another one, e.g. a stripped node for the image). Needs Node.js 25.5 or later.
+// - build/bundle/main.js, the same CLI for `node main.js ...` (npm's `bin`), plus chunks that load only
+//   when used (each subcommand, execa for istio-iptables, node-forge's ASN.1 for CSRs).
+// One file instead of ~400 modules spread over node_modules: Node.js resolves, reads and compiles far fewer
+// files at start-up (docs/performance.md). The sources stay as they are; dependencies come from
+// node_modules at build time only.
+//   node scripts/bundle.mjs [--analyze] [--no-sea] [--sea-node PATH]
 import { build } from 'esbuild';
-import { chmod, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const { values: opts } = parseArgs({ options: { analyze: { type: 'boolean' }, 'no-sea': { type: 'boolean' }, 'sea-node': { type: 'string' } } });
 
 // Node's built-in modules are imported through require(), not `import`: importing one as ESM builds a
 // facade that reads every export, and node:http's lazy WebSocket/MessageEvent exports then load Node's
@@ -66,7 +78,63 @@ const result = await build({
   logLevel: 'warning',
 });
 await chmod(join(outdir, 'main.js'), 0o755);
-if (process.argv.includes('--analyze')) {
+if (opts.analyze) {
   const { analyzeMetafile } = await import('esbuild');
   process.stdout.write(await analyzeMetafile(result.metafile));
+}
+
+// The single executable. Node.js warns about built-in modules it has not verified in snapshots. Two of
+// them are evaluated into the snapshot on purpose: node:child_process (spawns Envoy; the test suite
+// exercises every way the agent uses it from the executable: spawns, signals, exits, hot restarts) and
+// node:cluster (whose state is only whether this process is a cluster worker, which the agent never is; see
+// src/sea.ts). Their warnings are expected; any other is shown. Other such modules are loaded on first use
+// rather than while the snapshot is taken: the agent imports a stand-in whose functions load the real
+// module when called (only functions: all the agent imports from them).
+const SNAPSHOT_BUILTINS_UNVERIFIED = ['node:child_process', 'node:cluster'];
+const LAZY_BUILTINS = ['node:module'];
+const require = createRequire(import.meta.url);
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(${LAZY_BUILTINS.join('|')})$`);
+    // the stand-in's own require() of the module resolves as usual (a built-in, left to run time)
+    b.onResolve({ filter }, (args) => (args.namespace === 'lazy-builtin' ? undefined : { path: args.path, namespace: 'lazy-builtin' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
+      const names = Object.keys(require(args.path)).filter((k) => /^[a-zA-Z_$][\w$]*$/.test(k) && typeof require(args.path)[k] === 'function');
+      const wrap = (k) => `export function ${k}(...a) { const f = load().${k}; return new.target ? Reflect.construct(f, a) : f.apply(this, a); }`;
+      return { contents: [`let m; const load = () => (m ??= require(${JSON.stringify(args.path)}));`, ...names.map(wrap)].join('\n'), loader: 'js' };
+    });
+  },
+};
+if (!opts['no-sea']) {
+  const seaDir = join(root, 'build', 'sea');
+  const exe = join(root, 'build', 'agent');
+  await rm(seaDir, { recursive: true, force: true });
+  await rm(exe, { force: true });
+  await mkdir(seaDir, { recursive: true });
+  await build({
+    entryPoints: [join(root, 'build', 'src', 'sea.js')],
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node24',
+    outfile: join(seaDir, 'agent.cjs'),
+    // the few modules that find files of the package from their own location (the bootstrap fragments
+    // in bootstrap/) or call createRequire() do so from the executable's: build/agent in a clone,
+    // /opt/meshagent/agent in the image, beside package.json and bootstrap/. Read when called, at run time.
+    define: { 'import.meta.url': '__agentEntry.url' },
+    banner: { js: "var __agentEntry = { get url() { return require('node:url').pathToFileURL(process.execPath).href; } };" },
+    plugins: [lazyBuiltins, noOtelApi, noPushgateway],
+    sourcemap: 'linked',
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  const config = join(seaDir, 'sea-config.json');
+  await writeFile(config, JSON.stringify({ main: join(seaDir, 'agent.cjs'), output: exe, useSnapshot: true, useCodeCache: false, disableExperimentalSEAWarning: true }, null, 2));
+  const r = spawnSync(opts['sea-node'] ?? process.execPath, ['--build-sea', config], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  // a warning is a paragraph "(node:PID) Warning: ..." up to the next one
+  const warnings = r.stderr.split(/(?=^\(node:\d+\) )/m).filter((w) => !SNAPSHOT_BUILTINS_UNVERIFIED.some((m) => w.includes(`built-in module "${m}" works in user snapshot`)));
+  process.stderr.write(warnings.join('').replace(/^\(Use `node --trace-warnings.*\n/m, ''));
+  if (r.status !== 0) throw new Error(`node --build-sea failed (exit ${r.status ?? r.signal})`);
+  await chmod(exe, 0o755);
 }

@@ -108,7 +108,7 @@ agent() {
       ENVOY_STATUS_PORT="$ready" ENVOY_PROMETHEUS_PORT="$prom" \
       ISTIO_META_APP_CONTAINERS="$app" ISTIO_META_CLUSTER_ID=Kubernetes ISTIO_META_INTERCEPTION_MODE=REDIRECT ISTIO_META_WORKLOAD_NAME="$app" \
       ISTIO_META_MESH_ID=cluster.local TRUST_DOMAIN=$TD \
-      node "$ROOT/build/bundle/main.js" proxy sidecar --domain default.svc.cluster.local --proxyLogLevel=warning \
+      "$ROOT/build/agent" proxy sidecar --domain default.svc.cluster.local --proxyLogLevel=warning \
         --proxyComponentLogLevel=misc:error --log_output_level=default:info
   ) > "$log" 2>&1 &
 }

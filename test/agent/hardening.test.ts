@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually, httpGet } from '../helpers/http.js';
 import { createPod } from '../helpers/pod.js';
-import { AGENT_CLI } from '../helpers/peers.js';
+import { AGENT_BIN } from '../helpers/peers.js';
 import { envoyEpoch, envoyPidsIn, readyOn15021, startMesh } from './harness.js';
 
 const post = (url: string): Promise<{ status: number; body: string }> => httpGet(url, { method: 'POST', timeoutMs: 60_000 });
@@ -97,7 +97,7 @@ test('3b. the agent killed with SIGKILL takes Envoy with it (parent-death signal
   t.after(() => pod.cleanup());
   const log = join(pod.cwd, 'agent.log');
   const fd = openSync(log, 'w');
-  const agent = spawn(process.execPath, [AGENT_CLI, ...pod.args], { cwd: pod.cwd, env: pod.env, stdio: ['ignore', fd, fd], detached: true });
+  const agent = spawn(AGENT_BIN, [...pod.args], { cwd: pod.cwd, env: pod.env, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   const envoys = await eventually(async () => {
     const e = await envoyPidsIn(pod.cwd);

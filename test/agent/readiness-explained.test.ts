@@ -12,14 +12,14 @@ import { startHttpUpstream } from '../controlplane/http-upstream.js';
 import { TestCa } from '../controlplane/pki.js';
 import { LISTENER_TYPE } from '../../src/xds/types.js';
 import { createPod } from '../helpers/pod.js';
-import { AGENT_CLI } from '../helpers/peers.js';
+import { AGENT_BIN } from '../helpers/peers.js';
 import { eventually, httpGet } from '../helpers/http.js';
 import { LISTENER_PORT, TOKEN, readyOn15021 } from './harness.js';
 
 /** `agent wait` as the injector's postStart hook runs it; resolves to its exit code and stderr. */
 function agentWait(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [AGENT_CLI, 'wait', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(AGENT_BIN, ['wait', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     child.once('exit', (code) => resolve({ code, stderr }));

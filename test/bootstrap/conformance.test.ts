@@ -1,5 +1,5 @@
 // Bootstrap conformance with Istio 1.30.3's 26 golden bootstraps (../shared/conformance/bootstrap):
-//  1. the shared checker, exactly as documented: `check.sh 'node build/bundle/main.js'` => 26/26;
+//  1. the shared checker, exactly as documented: `check.sh build/agent` => 26/26;
 //  2. stricter: each case run in a network namespace whose interfaces hold exactly the test's
 //     instance IPs (10.4.4.4, 10.5.5.5, 10.6.6.6 after INSTANCE_IP 10.3.3.3), compared with the
 //     stats matcher included (--strict-matcher) and INSTANCE_IPS checked without normalisation.
@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createNetns, PEER_PATH, runProc, type Netns } from '../helpers/go-agent.js';
-import { AGENT_CLI, SHARED_DIR } from '../helpers/peers.js';
+import { AGENT_BIN, SHARED_DIR } from '../helpers/peers.js';
 import { conformanceInputs, envIn } from './inputs.js';
 
 const DIR = join(SHARED_DIR, 'conformance/bootstrap');
 
 void describe('bootstrap conformance (Istio 1.30.3 goldens)', () => {
   void it('check.sh reports 26/26', async () => {
-    const { stdout } = await promisify(execFile)('bash', [join(DIR, 'check.sh'), `node ${AGENT_CLI}`], {
+    const { stdout } = await promisify(execFile)('bash', [join(DIR, 'check.sh'), AGENT_BIN], {
       env: { PATH: PEER_PATH, HOME: process.env.HOME ?? '/' },
       timeout: 300_000,
       maxBuffer: 16 * 1024 * 1024,
@@ -52,7 +52,7 @@ void describe('bootstrap conformance (Istio 1.30.3 goldens)', () => {
         const cwd = await mkdtemp(join(tmpdir(), 'bs-conf-'));
         dirs.push(cwd);
         const env = { PATH: PEER_PATH, HOME: process.env.HOME ?? '/', ...envIn(input, cwd) };
-        const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, ...input.args, '--bootstrap-only']);
+        const [cmd, args] = netns.wrap(AGENT_BIN, [...input.args, '--bootstrap-only']);
         const r = await runProc(cmd, args, { cwd, env, timeoutMs: 30_000 });
         assert.equal(r.code, 0, `${input.name}: ${r.stdout}${r.stderr}`);
         const file = join(cwd, 'etc/istio/proxy/envoy-rev.json');

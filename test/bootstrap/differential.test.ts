@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { createNetns, PEER_PATH, runGoBootstrap, runProc, type Netns } from '../helpers/go-agent.js';
-import { AGENT_CLI, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, pilotAgentBin } from '../helpers/peers.js';
 import { formatDownwardApi } from '../../src/config/downward-api.js';
 import { bootstrapOverrideJson } from '../../src/bootstrap/index.js';
 
@@ -296,7 +296,7 @@ void describe('bootstrap: differential against the Go pilot-agent 1.30', () => {
       // the same PROXY_CONFIG the Go agent got (the helper adds binaryPath)
       const given = c.env.PROXY_CONFIG ? (parseYaml(c.env.PROXY_CONFIG) as Record<string, unknown> | null) : null;
       const env = { PATH: PEER_PATH, CLOUD_PLATFORM: 'none', ...c.env, PROXY_CONFIG: JSON.stringify({ ...(given ?? {}), binaryPath: go.fakeEnvoyPath }) };
-      const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, ...c.args, '--bootstrap-only']);
+      const [cmd, args] = netns.wrap(AGENT_BIN, [...c.args, '--bootstrap-only']);
       const ours = await runProc(cmd, args, { cwd: ourCwd, env, timeoutMs: 60_000 });
       assert.equal(ours.code, 0, ours.stdout + ours.stderr);
 

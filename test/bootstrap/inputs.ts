@@ -12,7 +12,7 @@ import { loadProxyCommand } from '../../src/cli/proxy-load.js';
 import type { AgentConfig } from '../../src/config/agent-config.js';
 import type { Interfaces } from '../../src/config/network.js';
 import { formatDownwardApi } from '../../src/config/downward-api.js';
-import { AGENT_CLI, SHARED_DIR } from '../helpers/peers.js';
+import { AGENT_BIN, SHARED_DIR } from '../helpers/peers.js';
 import { PEER_PATH, runProc } from '../helpers/go-agent.js';
 
 export interface BootstrapInput {
@@ -214,7 +214,7 @@ export async function loadInput(input: BootstrapInput, cwd: string): Promise<Age
 export async function generateWithCli(input: BootstrapInput, cwd: string): Promise<string> {
   await writePodFiles(input, cwd);
   const env = { PATH: PEER_PATH, HOME: process.env.HOME ?? '/', ...envIn(input, cwd) };
-  const r = await runProc(process.execPath, [AGENT_CLI, ...input.args, '--bootstrap-only'], { cwd, env, timeoutMs: 30_000 });
+  const r = await runProc(AGENT_BIN, [...input.args, '--bootstrap-only'], { cwd, env, timeoutMs: 30_000 });
   if (r.code !== 0) throw new Error(`agent --bootstrap-only failed (exit ${r.code}) for ${input.name}:\n${r.stdout}${r.stderr}`);
   return readFile(join(cwd, 'etc/istio/proxy/envoy-rev.json'), 'utf8');
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PEER_PATH, runProc } from '../helpers/go-agent.js';
-import { AGENT_CLI } from '../helpers/peers.js';
+import { AGENT_BIN } from '../helpers/peers.js';
 
 interface BadCase {
   readonly name: string;
@@ -80,7 +80,7 @@ void describe('agent proxy: bad input stops start-up with one error listing ever
       await mkdir(join(cwd, rel, content === null ? '' : '..'), { recursive: true });
       if (content !== null) await writeFile(join(cwd, rel), content);
     }
-    const r = await runProc(process.execPath, [AGENT_CLI, 'proxy', ...args], { cwd, env: { PATH: PEER_PATH, CLOUD_PLATFORM: 'none', ...env }, timeoutMs: 30_000 });
+    const r = await runProc(AGENT_BIN, ['proxy', ...args], { cwd, env: { PATH: PEER_PATH, CLOUD_PLATFORM: 'none', ...env }, timeoutMs: 30_000 });
     return { ...r, cwd };
   };
 

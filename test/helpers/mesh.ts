@@ -45,7 +45,7 @@ import { join } from 'node:path';
 import { createNetns, PEER_PATH, runProc, startProc, type Netns, type Proc } from './go-agent.js';
 import { startIstiod, type Istiod } from './istiod.js';
 import { poll } from './poll.js';
-import { AGENT_CLI, envoyBin, istioBootstrapTemplate, istiodBin, pilotAgentBin } from './peers.js';
+import { AGENT_BIN, envoyBin, istioBootstrapTemplate, istiodBin, pilotAgentBin } from './peers.js';
 import { containerName, initContainerArgs, proxyContainerArgs, removeContainer } from './image.js';
 import { createPod, type Pod } from './pod.js';
 
@@ -550,7 +550,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
 
         // istio-init: our istio-iptables, as root, before any container starts
         // (for an 'image' pod: the istio-init container, joined to the pod's namespace)
-        const [ic, ia] = p.spec.agent === 'image' ? ['podman', initContainerArgs(ns.name, ISTIO_INIT_ARGS, p.spec.initEnv)] : ns.wrap(process.execPath, [AGENT_CLI, 'istio-iptables', ...ISTIO_INIT_ARGS]);
+        const [ic, ia] = p.spec.agent === 'image' ? ['podman', initContainerArgs(ns.name, ISTIO_INIT_ARGS, p.spec.initEnv)] : ns.wrap(AGENT_BIN, ['istio-iptables', ...ISTIO_INIT_ARGS]);
         const ipt = await runProc(ic, ia, { env: { PATH: PEER_PATH, ...p.spec.initEnv }, timeoutMs: 60_000 });
         if (ipt.code !== 0) throw new Error(`agent istio-iptables failed in pod ${p.name} (exit ${ipt.code}):\n${ipt.stdout}${ipt.stderr}`);
 
@@ -588,7 +588,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
         const tools = await Worker.start(ns, PROXY_UID, { forward: { listenPort: 15012, targetHost: ISTIOD_IP, targetPort: istiod.ports.secureGrpc } }, `${p.name}/tools`);
         parts.push(() => tools.stop());
 
-        const bin = p.spec.agent === 'go' ? [pilotAgent] : [process.execPath, AGENT_CLI];
+        const bin = p.spec.agent === 'go' ? [pilotAgent] : [AGENT_BIN];
         let [cmd, args] = ns.wrap('setpriv', [`--reuid=${PROXY_UID}`, `--regid=${PROXY_UID}`, '--clear-groups', ...bin, ...pod.args]);
         if (p.spec.agent === 'image') {
           // the istio-proxy container, attached: `podman run` relays its output and its signals

@@ -12,7 +12,9 @@ export const REPO_ROOT = (() => {
   return d;
 })();
 
-/** The built CLI, as the container runs it: the bundle (scripts/bundle.mjs) of tsc's output. */
+/** The built CLI, as the container runs it: the single executable (scripts/bundle.mjs, src/sea.ts). */
+export const AGENT_BIN = join(REPO_ROOT, 'build', 'agent');
+/** The same CLI as a bundle for `node` (npm's `bin`); test/sea compares the two. */
 export const AGENT_CLI = join(REPO_ROOT, 'build', 'bundle', 'main.js');
 export const SHARED_DIR = resolve(REPO_ROOT, '..', 'shared');
 

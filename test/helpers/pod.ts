@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_CLI, envoyBin } from './peers.js';
+import { AGENT_BIN, envoyBin } from './peers.js';
 
 /** The injector's args for `istio-proxy` (injection-template.yaml, default values). */
 export const INJECTED_ARGS = ['proxy', 'sidecar', '--domain', 'default.svc.cluster.local', '--proxyLogLevel=warning', '--proxyComponentLogLevel=misc:error', '--log_output_level=default:info'];
@@ -123,7 +123,7 @@ export async function createPod(o: PodOptions = {}): Promise<Pod> {
     env,
     args,
     start(extra = []) {
-      const child = spawn(process.execPath, [AGENT_CLI, ...args, ...extra], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(AGENT_BIN, [...args, ...extra], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       let out = '';
       const waiters: Array<() => void> = [];

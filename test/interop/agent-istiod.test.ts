@@ -21,7 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { createNetns, runProc, startProc, PEER_PATH, type Netns, type Proc } from '../helpers/go-agent.js';
 import { startIstiod, type Istiod } from '../helpers/istiod.js';
 import { createPod, type Pod } from '../helpers/pod.js';
-import { AGENT_CLI, envoyBin, istiodBin } from '../helpers/peers.js';
+import { AGENT_BIN, envoyBin, istiodBin } from '../helpers/peers.js';
 import { envoyPidsIn } from '../agent/harness.js';
 import { poll } from '../helpers/poll.js';
 
@@ -114,7 +114,7 @@ void describe('our agent + real istiod + real Envoy (injected pod, in a network 
       // the CA is istiod itself, reached as the discovery address is (the injector's istiod.istio-system.svc does not resolve here)
       env: { CA_ADDR: istiod.discoveryAddress },
     });
-    const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, ...pod.args]);
+    const [cmd, args] = netns.wrap(AGENT_BIN, [...pod.args]);
     agent = startProc(cmd, args, { cwd: pod.cwd, env: pod.env });
   });
 

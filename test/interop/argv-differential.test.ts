@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { createNetns, PEER_PATH, runGoBootstrap, runProc, startProc, type Netns } from '../helpers/go-agent.js';
-import { AGENT_CLI, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, pilotAgentBin } from '../helpers/peers.js';
 import { downwardApi, INJECTED_ARGS, INJECTED_ENV } from '../helpers/pod.js';
 import { createCaPki } from '../helpers/pki.js';
 
@@ -209,7 +209,7 @@ async function runOurs(netns: Netns, c: Case, cwd: string, scratch: string, extr
   await chmod(fake, 0o755);
   const given = c.env.PROXY_CONFIG ? (parseYaml(c.env.PROXY_CONFIG) as Record<string, unknown> | null) : null;
   const env = { PATH: PEER_PATH, CLOUD_PLATFORM: 'none', ...c.env, PROXY_CONFIG: JSON.stringify({ ...(given ?? {}), binaryPath: fake }) };
-  const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, ...c.args, ...extraArgs]);
+  const [cmd, args] = netns.wrap(AGENT_BIN, [...c.args, ...extraArgs]);
   const p = startProc(cmd, args, { cwd, env });
   try {
     const argvFile = join(outDir, 'argv.txt');

@@ -14,7 +14,7 @@ import { createNetns, PEER_PATH, runProc, startProc, type Netns, type Proc } fro
 import type { NormalisedReply } from '../helpers/dns-tool.js';
 import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
 import { createPod, type Pod } from '../helpers/pod.js';
-import { AGENT_CLI, REPO_ROOT, envoyBin, istiodBin, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, REPO_ROOT, envoyBin, istiodBin, pilotAgentBin } from '../helpers/peers.js';
 
 const DNS_TOOL = join(REPO_ROOT, 'build', 'test', 'helpers', 'dns-tool.js');
 const SEARCH = 'default.svc.cluster.local svc.cluster.local cluster.local';
@@ -160,7 +160,7 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
           proxyConfig: { discoveryAddress: istiod!.discoveryAddress, concurrency: 1, drainDuration: '5s', terminationDrainDuration: '1s' },
           env: { CA_ADDR: istiod!.discoveryAddress, INSTANCE_IP: '127.0.0.1', CLOUD_PLATFORM: 'none', ...dnsEnv },
         });
-        const [oc, oa] = netns!.wrap(process.execPath, [AGENT_CLI, ...pod.args]);
+        const [oc, oa] = netns!.wrap(AGENT_BIN, [...pod.args]);
         const ours = startProc(oc, oa, { cwd: pod.cwd, env: pod.env });
         try {
           await fn(ours);

@@ -15,7 +15,7 @@ import { startControlPlane } from '../controlplane/server.js';
 import { startHttpUpstream } from '../controlplane/http-upstream.js';
 import { createPod } from '../helpers/pod.js';
 import { PEER_PATH, startProc, type Proc } from '../helpers/go-agent.js';
-import { AGENT_CLI, istioBootstrapTemplate, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, istioBootstrapTemplate, pilotAgentBin } from '../helpers/peers.js';
 import { httpGet } from '../helpers/http.js';
 import { loadProtos, messageCodec } from '../../src/lib/proto.js';
 import { NAME_TABLE_TYPE, LISTENER_TYPE } from '../../src/xds/types.js';
@@ -74,7 +74,7 @@ async function observe(agent: 'go' | 'ours'): Promise<Observed> {
   pod.env.CA_ADDR = `localhost:${cp.port}`;
   await mkdir(join(pod.cwd, 'var/lib/istio/envoy'), { recursive: true });
   await copyFile(istioBootstrapTemplate(), join(pod.cwd, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
-  const [cmd, args] = agent === 'go' ? [pilotAgentBin(), pod.args] : [process.execPath, [AGENT_CLI, ...pod.args]];
+  const [cmd, args] = agent === 'go' ? [pilotAgentBin(), pod.args] : [AGENT_BIN, [...pod.args]];
   const proc: Proc = startProc(cmd, args, { cwd: pod.cwd, env: { ...pod.env, PATH: PEER_PATH } });
   const diag = (): string => `--- ${agent} agent ---\n${proc.output().slice(-5000)}`;
   try {

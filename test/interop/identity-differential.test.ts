@@ -19,7 +19,7 @@ import { WT_LEN, forEachField } from '../../src/lib/protowire.js';
 import { children, decodeOid, readTlv, unpem } from '../controlplane/der.js';
 import { TestCa } from '../controlplane/pki.js';
 import { createNetns, PEER_PATH, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
-import { AGENT_CLI, istioBootstrapTemplate, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, istioBootstrapTemplate, pilotAgentBin } from '../helpers/peers.js';
 import { INJECTED_ARGS, downwardApi } from '../helpers/pod.js';
 
 const CA_PORT = 15010;
@@ -232,7 +232,7 @@ async function runAgent(kind: 'go' | 'ours', scenario: Scenario, netns: Netns, c
       PROXY_CONFIG: JSON.stringify({ discoveryAddress: `localhost:${CA_PORT}`, binaryPath: fakeEnvoy, terminationDrainDuration: '0s', drainDuration: '1s' }),
       ...scenario.env,
     };
-    const argv = kind === 'go' ? [pilotAgentBin(), ...INJECTED_ARGS] : [process.execPath, AGENT_CLI, ...INJECTED_ARGS];
+    const argv = kind === 'go' ? [pilotAgentBin(), ...INJECTED_ARGS] : [AGENT_BIN, ...INJECTED_ARGS];
     const [cmd, args] = netns.wrap(argv[0]!, argv.slice(1));
     const p = startProc(cmd, args, { cwd: dir, env });
     proc = p;

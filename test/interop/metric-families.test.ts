@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
 import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
-import { AGENT_CLI, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, pilotAgentBin } from '../helpers/peers.js';
 
 export interface Family {
   readonly type: string;
@@ -109,7 +109,7 @@ void describe('metric families: ours against the Go pilot-agent (real istiod, re
     dirs.push(dir);
     const env = await sidecarDir(istiod!, dir);
     const argv = ['proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info'];
-    const [cmd, args] = which === 'go' ? ns.wrap(pilotAgentBin(), argv) : ns.wrap(process.execPath, [AGENT_CLI, ...argv]);
+    const [cmd, args] = which === 'go' ? ns.wrap(pilotAgentBin(), argv) : ns.wrap(AGENT_BIN, [...argv]);
     const proc = startProc(cmd, args, { cwd: dir, env });
     running = proc;
     try {

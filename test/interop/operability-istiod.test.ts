@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createNetns, PEER_PATH, startProc, type Netns, type Proc } from '../helpers/go-agent.js';
 import { sidecarDir, startIstiod, type Istiod } from '../helpers/istiod.js';
-import { AGENT_CLI } from '../helpers/peers.js';
+import { AGENT_BIN } from '../helpers/peers.js';
 import { poll } from '../helpers/poll.js';
 
 const RELAY_PORT = 15112;
@@ -54,7 +54,7 @@ void describe('readiness explained and a stuck stream recovered (real istiod beh
       // the CA is reached directly: only the xDS path is black-holed
       env: { CA_ADDR: istiod.discoveryAddress, XDS_STUCK_STREAM_TIMEOUT: '3s' },
     });
-    const [cmd, args] = netns.wrap(process.execPath, [AGENT_CLI, 'proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info']);
+    const [cmd, args] = netns.wrap(AGENT_BIN, ['proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info']);
     agent = startProc(cmd, args, { cwd: dir, env });
   });
 

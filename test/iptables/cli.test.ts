@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AGENT_CLI } from '../helpers/peers.js';
+import { AGENT_BIN } from '../helpers/peers.js';
 
 function agent(args: readonly string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [AGENT_CLI, 'istio-iptables', ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) =>
+    execFile(AGENT_BIN, ['istio-iptables', ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) =>
       resolve({ code: err ? Number((err as { code?: unknown }).code ?? -1) : 0, stdout, stderr }),
     );
   });

@@ -4,14 +4,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { AGENT_CLI, SHARED_DIR } from '../helpers/peers.js';
+import { AGENT_BIN, SHARED_DIR } from '../helpers/peers.js';
 
 void it('passes all 27 istio-iptables conformance cases exactly', { timeout: 180_000 }, async () => {
   const dir = join(SHARED_DIR, 'conformance', 'iptables');
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       'bash',
-      [join(dir, 'check.sh'), `'${process.execPath}' '${AGENT_CLI}'`, join(dir, 'golden')],
+      [join(dir, 'check.sh'), `'${AGENT_BIN}'`, join(dir, 'golden')],
       {
         env: {
           ...process.env,

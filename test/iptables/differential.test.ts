@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AGENT_CLI, pilotAgentBin } from '../helpers/peers.js';
+import { AGENT_BIN, pilotAgentBin } from '../helpers/peers.js';
 import { generateCombos, generateNftCombos, type Combo, type HostAddrs } from './differential-gen.js';
 
 const SEED = 20260826;
@@ -30,7 +30,7 @@ function hostSetup(addrs: HostAddrs): string {
 
 const ENV_BASE = () => ENV_KEEP.map((k) => `${k}=${q(process.env[k] ?? '')}`).join(' ');
 const envWords = (env: Readonly<Record<string, string>>) => Object.entries(env).map(([k, v]) => `${k}=${q(v)}`).join(' ');
-const ours = () => `${q(process.execPath)} ${q(AGENT_CLI)}`;
+const ours = () => `${q(AGENT_BIN)}`;
 
 function script(dir: string, combos: readonly Combo[], lines: (c: Combo, f: (who: string, ext: string) => string) => string[]): string {
   const out = ['set -u', `${hostSetup(combos[0]!.host.addrs)} || exit 90`, `mount --bind ${q(join(dir, 'resolv.conf'))} /etc/resolv.conf || exit 91`];

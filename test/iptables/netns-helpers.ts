@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_CLI } from '../helpers/peers.js';
+import { AGENT_BIN } from '../helpers/peers.js';
 
 export const POD_IP = '192.168.77.1';
 export const REMOTE_IP = '192.168.77.2';
@@ -229,7 +229,7 @@ export class NetnsPair {
     const ns = opts.ns ?? this.pod;
     const pre = opts.uid !== undefined ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'] : [];
     try {
-      const stdout = execFileSync('ip', ['netns', 'exec', ns, ...pre, process.execPath, AGENT_CLI, 'istio-iptables', ...args], {
+      const stdout = execFileSync('ip', ['netns', 'exec', ns, ...pre, AGENT_BIN, 'istio-iptables', ...args], {
         encoding: 'utf8',
         env: { ...process.env, ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
