@@ -54,7 +54,7 @@ COPY package.json /opt/meshagent/package.json
 COPY bootstrap /opt/meshagent/bootstrap
 RUN ln -s /opt/meshagent/agent /usr/local/bin/agent \
  && ln -s /opt/meshagent/agent /usr/local/bin/pilot-agent \
- && chmod -R a+rX /opt/meshagent \
+ && chmod -R a+rX /opt/meshagent/package.json /opt/meshagent/bootstrap \
  && agent version && envoy --version
 USER 1337:1337
 # the container's working directory is / and the agent uses relative paths (./etc/istio/proxy, ...)

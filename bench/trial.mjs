@@ -179,10 +179,11 @@ async function makePod(cp, who = { rootCert: cp?.ca.rootCertPem, token: TOKEN },
 const IMAGE_ENV = Object.fromEntries([...readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (MALLOC_[A-Z_]+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
 
 function spawnAgent(pod, env) {
-  // our agent is the single executable the image runs (build/agent); BENCH_NODE_ARGS: Node.js options for
-  // it, passed in NODE_OPTIONS (e.g. --cpu-prof, for scripts/profile-startup.sh)
+  // our agent is the single executable the image runs (build/agent, or BENCH_AGENT_BIN: another build of
+  // it, to compare two); BENCH_NODE_ARGS: Node.js options for it, passed in NODE_OPTIONS (e.g. --cpu-prof,
+  // for scripts/profile-startup.sh)
   const nodeOptions = process.env.BENCH_NODE_ARGS ? { NODE_OPTIONS: process.env.BENCH_NODE_ARGS } : {};
-  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [AGENT_BIN, pod.args];
+  const [cmd, args] = AGENT === 'go' ? [pilotAgentBin(), pod.args] : [process.env.BENCH_AGENT_BIN || AGENT_BIN, pod.args];
   const t0 = performance.now();
   const child = spawn(cmd, args, { cwd: pod.cwd, env: AGENT === 'go' ? env : { ...IMAGE_ENV, ...env, ...nodeOptions }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -19,11 +19,11 @@ const measured = files.length > 1 ? files.slice(1) : files;
 
 /** Milestones: the first sample whose stack holds a frame matching the test. */
 const MILESTONES = [
-  ['CLI dispatch (main.js evaluated)', (f) => f.functionName === 'runCli'],
+  ['`agent proxy` runs (the CLI loaded and dispatched)', (f) => f.functionName === 'runProxy'],
   ['configuration loaded, agent starts', (f) => f.functionName === 'runAgent'],
   ['Envoy spawned', (f) => f.functionName === 'spawn' && f.url === 'node:child_process'],
   ['Envoy connected: xDS stream opened upstream', (f) => f.functionName === 'openUpstream'],
-  ['Envoy connected: SDS stream served', (f) => f.functionName === 'run' && f.url.startsWith('file:') && /sds-server|agent-/.test(f.url)],
+  ['Envoy connected: SDS stream served', (f) => f.functionName === 'run' && sourceOf(f).includes('src/identity/sds-server')],
 ];
 
 // bundle frames are mapped back to their source through the bundle's source maps: a dependency by its
@@ -42,12 +42,16 @@ function sourceMapOf(url) {
   }
   return maps.get(url);
 }
+/** The source file a bundle frame comes from ('' when unknown). */
+function sourceOf(frame) {
+  return frame.url.startsWith('file:') ? (sourceMapOf(frame.url)?.findEntry(frame.lineNumber, frame.columnNumber)?.originalSource ?? '') : '';
+}
 function pkgOf(frame) {
   const u = frame.url;
   if (!u) return `(${frame.functionName || 'native'})`;
   if (u.startsWith('node:')) return 'Node.js built-in modules';
   if (!u.startsWith('file:')) return u;
-  const src = sourceMapOf(u)?.findEntry(frame.lineNumber, frame.columnNumber)?.originalSource ?? '';
+  const src = sourceOf(frame);
   const dep = src.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/)?.[1];
   if (dep) return dep;
   const own = src.match(/src\/([^/]+)\//)?.[1];
@@ -89,7 +93,10 @@ const runs = measured.map(analyze);
 MILESTONES.sort((a, b) => median(runs.map((r) => r.marks.get(a[0]) ?? NaN)) - median(runs.map((r) => r.marks.get(b[0]) ?? NaN)));
 console.log(`CPU profiles: ${runs.length} measured start(s) in ${dir} (warm-up skipped)\n`);
 console.log('milestone (ms from profiler start, median)');
-for (const [name] of MILESTONES) console.log(`  ${median(runs.map((r) => r.marks.get(name) ?? NaN)).toFixed(1).padStart(8)}  ${name}`);
+for (const [name] of MILESTONES) {
+  const seen = runs.map((r) => r.marks.get(name)).filter((v) => v !== undefined);
+  console.log(`  ${(seen.length ? median(seen).toFixed(1) : 'not seen').padStart(8)}  ${name}`);
+}
 for (const [title, key] of [['CPU before Envoy was spawned (ms, median)', 'before'], ['CPU over the whole profile: start-up, ready, then SIGTERM and the drain (ms, median)', 'all']]) {
   console.log(`\n${title}`);
   const keys = new Set(runs.flatMap((r) => [...r[key].keys()]));
