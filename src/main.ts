@@ -11,4 +11,4 @@ setFlagsFromString(V8_FLAGS);
 // that cannot be read or written costs nothing but the saving (NODE_DISABLE_COMPILE_CACHE=1 turns it off).
 nodeModule.enableCompileCache?.();
 const { runCli } = await import('./cli/index.js');
-await runProcess(runCli);
+void runProcess(runCli);

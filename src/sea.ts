@@ -18,7 +18,10 @@ import './cli/proxy.js';
 import './agent/index.js';
 // node:net loads node:cluster the first time a server listens (to ask whether this process is a cluster
 // worker; the agent never is): 3-4 ms before the spawn when it happens at run time, for the XDS socket.
-import 'node:cluster';
+// Used below: esbuild drops an import of a built-in module that nothing uses, as free of side effects.
+import { isPrimary } from 'node:cluster';
+
+if (!isPrimary) throw new Error('the agent cannot run as a cluster worker');
 
 const main = (): void => {
   setFlagsFromString(V8_FLAGS);
