@@ -16,7 +16,7 @@ export const V8_FLAGS = '--semi-space-growth-factor=1';
 type RunCli = (argv: readonly string[], ctx: CliContext) => Promise<ExitCode>;
 
 /** Runs the CLI on this process's arguments and environment, then exits with its code. */
-export async function runProcess(runCli: RunCli): Promise<never> {
+export async function runProcess(runCli: RunCli): Promise<void> {
   const signals = new EventEmitter();
   // A termination signal that arrives before a command listens for it (e.g. while the configuration is
   // still loading) is kept and delivered to the first listener, so it is never lost.
@@ -64,5 +64,5 @@ export async function runProcess(runCli: RunCli): Promise<never> {
     return 255;
   });
   // Let stdout drain before exiting (pipes are asynchronous).
-  return new Promise<never>(() => process.stdout.write('', () => process.exit(fatal && code === 0 ? 1 : code)));
+  process.stdout.write('', () => process.exit(fatal && code === 0 ? 1 : code));
 }

@@ -97,7 +97,7 @@ test('3b. the agent killed with SIGKILL takes Envoy with it (parent-death signal
   t.after(() => pod.cleanup());
   const log = join(pod.cwd, 'agent.log');
   const fd = openSync(log, 'w');
-  const agent = spawn(AGENT_BIN, [...pod.args], { cwd: pod.cwd, env: pod.env, stdio: ['ignore', fd, fd], detached: true });
+  const agent = spawn(AGENT_BIN, pod.args, { cwd: pod.cwd, env: pod.env, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   const envoys = await eventually(async () => {
     const e = await envoyPidsIn(pod.cwd);

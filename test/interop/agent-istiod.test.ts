@@ -114,7 +114,7 @@ void describe('our agent + real istiod + real Envoy (injected pod, in a network 
       // the CA is istiod itself, reached as the discovery address is (the injector's istiod.istio-system.svc does not resolve here)
       env: { CA_ADDR: istiod.discoveryAddress },
     });
-    const [cmd, args] = netns.wrap(AGENT_BIN, [...pod.args]);
+    const [cmd, args] = netns.wrap(AGENT_BIN, pod.args);
     agent = startProc(cmd, args, { cwd: pod.cwd, env: pod.env });
   });
 

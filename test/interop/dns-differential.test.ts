@@ -160,7 +160,7 @@ void describe('DNS proxy: ours and the Go pilot-agent on the same NameTable from
           proxyConfig: { discoveryAddress: istiod!.discoveryAddress, concurrency: 1, drainDuration: '5s', terminationDrainDuration: '1s' },
           env: { CA_ADDR: istiod!.discoveryAddress, INSTANCE_IP: '127.0.0.1', CLOUD_PLATFORM: 'none', ...dnsEnv },
         });
-        const [oc, oa] = netns!.wrap(AGENT_BIN, [...pod.args]);
+        const [oc, oa] = netns!.wrap(AGENT_BIN, pod.args);
         const ours = startProc(oc, oa, { cwd: pod.cwd, env: pod.env });
         try {
           await fn(ours);

@@ -74,7 +74,7 @@ async function observe(agent: 'go' | 'ours'): Promise<Observed> {
   pod.env.CA_ADDR = `localhost:${cp.port}`;
   await mkdir(join(pod.cwd, 'var/lib/istio/envoy'), { recursive: true });
   await copyFile(istioBootstrapTemplate(), join(pod.cwd, 'var/lib/istio/envoy/envoy_bootstrap_tmpl.json'));
-  const [cmd, args] = agent === 'go' ? [pilotAgentBin(), pod.args] : [AGENT_BIN, [...pod.args]];
+  const [cmd, args] = agent === 'go' ? [pilotAgentBin(), pod.args] : [AGENT_BIN, pod.args];
   const proc: Proc = startProc(cmd, args, { cwd: pod.cwd, env: { ...pod.env, PATH: PEER_PATH } });
   const diag = (): string => `--- ${agent} agent ---\n${proc.output().slice(-5000)}`;
   try {

@@ -109,7 +109,7 @@ void describe('metric families: ours against the Go pilot-agent (real istiod, re
     dirs.push(dir);
     const env = await sidecarDir(istiod!, dir);
     const argv = ['proxy', 'sidecar', '--proxyLogLevel=warning', '--log_output_level=default:info'];
-    const [cmd, args] = which === 'go' ? ns.wrap(pilotAgentBin(), argv) : ns.wrap(AGENT_BIN, [...argv]);
+    const [cmd, args] = which === 'go' ? ns.wrap(pilotAgentBin(), argv) : ns.wrap(AGENT_BIN, argv);
     const proc = startProc(cmd, args, { cwd: dir, env });
     running = proc;
     try {
