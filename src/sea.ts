@@ -20,13 +20,72 @@ import './agent/index.js';
 // worker; the agent never is): 3-4 ms before the spawn when it happens at run time, for the XDS socket.
 // Used below: esbuild drops an import of a built-in module that nothing uses, as free of side effects.
 import { isPrimary } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 
 if (!isPrimary) throw new Error('the agent cannot run as a cluster worker');
+
+/** The executable's location as the banner of build/sea/agent.cjs gives it to the modules that find the package's files. */
+declare const __agentEntry: { buildPath?: string };
+
+/**
+ * Runs `agent proxy sidecar` once while the snapshot is built, for a made-up pod in a scratch directory,
+ * up to the spawn of an Envoy binary that does not exist. V8 compiles a function the first time it is
+ * called, and a function that has run when the snapshot is taken keeps its bytecode: a process started
+ * from the snapshot then runs the flags, configuration, bootstrap and socket code without compiling it.
+ * Only code is kept: the modules on this path hold no state between calls (see above), the run's output
+ * goes nowhere and its files and sockets are removed. The builder is node, elsewhere: scripts/bundle.mjs
+ * names the package root (bootstrap/ and package.json) in AGENT_SNAPSHOT_PACKAGE_ROOT.
+ */
+async function warmUp(): Promise<void> {
+  const root = process.env['AGENT_SNAPSHOT_PACKAGE_ROOT'];
+  if (!root) throw new Error('AGENT_SNAPSHOT_PACKAGE_ROOT is not set: the snapshot is built by scripts/bundle.mjs');
+  const dir = mkdtempSync(join(tmpdir(), 'agent-snapshot-'));
+  __agentEntry.buildPath = join(root, 'build', 'agent');
+  let out = '';
+  const capture = new Writable({ write: (chunk: Buffer, _enc, done) => ((out += chunk.toString()), done()) });
+  try {
+    // what the configuration checks exists: the CA's root certificate, and setpriv on PATH (so that the
+    // supervisor checks the Envoy binary, and fails there, before it would spawn)
+    mkdirSync(join(dir, 'var/run/secrets/istio'), { recursive: true });
+    writeFileSync(join(dir, 'var/run/secrets/istio/root-cert.pem'), '');
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(join(dir, 'bin/setpriv'), '');
+    const code = await runCli(['proxy', 'sidecar'], {
+      env: {
+        PATH: join(dir, 'bin'),
+        POD_NAME: 'snapshot-0',
+        POD_NAMESPACE: 'default',
+        INSTANCE_IP: '10.0.0.1',
+        SERVICE_ACCOUNT: 'default',
+        CLOUD_PLATFORM: 'none',
+        // the first workload key is generated from here too: an ECDSA one, quick
+        ECC_SIGNATURE_ALGORITHM: 'ECDSA',
+        PROXY_CONFIG: JSON.stringify({ binaryPath: join(dir, 'envoy') }),
+      },
+      cwd: dir,
+      stdout: capture,
+      stderr: capture,
+      signals: new EventEmitter(),
+    });
+    if (code === 0 || !out.includes(`failed to start Envoy (binaryPath ${join(dir, 'envoy')})`)) {
+      throw new Error(`the start-up path did not run to the spawn while the snapshot was built (exit ${code}):\n${out}`);
+    }
+  } finally {
+    delete __agentEntry.buildPath;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 const main = (): void => {
   setFlagsFromString(V8_FLAGS);
   void runProcess(runCli);
 };
 
-if (startupSnapshot.isBuildingSnapshot()) startupSnapshot.setDeserializeMainFunction(main);
-else main();
+if (startupSnapshot.isBuildingSnapshot()) {
+  startupSnapshot.setDeserializeMainFunction(main);
+  void warmUp();
+} else main();

@@ -1,6 +1,7 @@
 // Public API of the bootstrap component: compute, render and write Envoy's bootstrap the way
 // pilot-agent does (template choice, envoy-rev.json, lightstep token), plus the helpers around it.
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { statPath as stat } from '../lib/files.js';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';

@@ -4,7 +4,7 @@
 // the way is collected and returned, so that the caller reports them in one ConfigError together with
 // its own (the flags before, the bootstrap's checks of the result after).
 import { createRequire } from 'node:module';
-import { stat } from 'node:fs/promises';
+import { statPath as stat } from '../lib/files.js';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { IssueList, type ConfigIssue } from '../lib/errors.js';

@@ -70,10 +70,16 @@ export interface CaClientOptions {
   readonly retryDelayMs?: (attempt: number) => number;
 }
 
+/** How long the metadata read by prepare() is used for (the token in it stays valid far longer). */
+const PREPARED_METADATA_MAX_AGE_MS = 30_000;
+
 export interface CaClient {
   /** Sends the CSR; resolves to the `cert_chain` elements (leaf first) or rejects with a CaCallError. */
   sign(csrPem: string, validitySeconds: number): Promise<string[]>;
-  /** Opens the connection now (TLS handshake included), so a CSR built meanwhile goes out at once. */
+  /**
+   * Opens the connection now (TLS handshake included) and reads the call's metadata (the bearer token), so
+   * a CSR built meanwhile goes out at once.
+   */
   prepare?(): void;
   close(): void;
 }
@@ -158,10 +164,19 @@ export function createCaClient(o: CaClientOptions): CaClient {
     return md;
   }
 
+  /** The metadata prepare() read, for the next call within PREPARED_METADATA_MAX_AGE_MS (a large key may take long). */
+  let prepared: { readonly atMs: number; readonly md: Promise<CallMetadata> } | undefined;
+  const preparedFresh = (): boolean => prepared !== undefined && Date.now() - prepared.atMs < PREPARED_METADATA_MAX_AGE_MS;
+
   async function attempt(req: Buffer): Promise<string[]> {
     if (closed) throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
+    // the token is read while the connection is made (or was, by prepare(); one that was not there then
+    // is looked for again): on a busy start-up each of the file's reads waits for a turn of the event loop
+    const mdRead = preparedFresh() ? prepared!.md.then((md) => (md.authorization !== undefined || !o.tokenPath ? md : metadata())) : metadata();
+    prepared = undefined;
+    mdRead.catch(() => undefined);
     const c = await connect();
-    const md = await metadata();
+    const md = await mdRead;
     const deadline = Date.now() + (o.callTimeoutMs ?? 30_000);
     try {
       return decodeCertificateResponse(await unaryCall(c, CREATE_CERTIFICATE_METHOD, md, req, { deadline, maxRecvBytes: MAX_CA_RESPONSE_BYTES }));
@@ -197,6 +212,10 @@ export function createCaClient(o: CaClientOptions): CaClient {
     },
     prepare() {
       connect().catch(() => undefined); // dialled at once; the CSR's own call reports what is wrong
+      if (!preparedFresh()) {
+        prepared = { atMs: Date.now(), md: metadata() };
+        prepared.md.catch(() => undefined);
+      }
     },
     close() {
       closed = true;

@@ -1,7 +1,18 @@
 // File helpers shared by the components: atomic replacement (write a temp file in the same directory, fsync
 // it, then rename over the target) and bounded reads of files that come from outside the agent.
 import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstat as lstatCallback, stat as statCallback } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * stat and lstat for the start-up path, on the callback API: node:fs/promises runs them through a function
+ * with a `using` declaration, which crashes Node.js 26 while it builds the start-up snapshot (a segmentation
+ * fault in V8's InitializeDisposableStack), and the snapshot is taken after the start-up path has run once
+ * (src/sea.ts).
+ */
+export const statPath = promisify(statCallback);
+export const lstatPath = promisify(lstatCallback);
 
 /** Temporary files written by this process so far (with the pid, a name no other process or write uses). */
 let tmpCount = 0;

@@ -11,7 +11,8 @@
 // it into its reconnect back-off), and connections that arrive before the gRPC server is ready wait,
 // unread, until it adopts them (the gRPC servers of lib/grpc-h2/server.ts).
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
+import { lstatPath as lstat } from './files.js';
 import { basename, dirname, join, relative } from 'node:path';
 
 /** sizeof(sockaddr_un.sun_path) - 1 on Linux. */

@@ -17,7 +17,7 @@
 // grpc-go does), not with grpc-js's encodeURI, because Envoy logs `grpc-message` as it arrives.
 import { Code as Status, type CallStatus } from '../lib/grpc-h2/status.js';
 import { createGrpcH2Server, type GrpcH2Server, type ServerCall } from '../lib/grpc-h2/server.js';
-import type { ClientCall, GrpcConnection } from '../lib/grpc-h2/client.js';
+import type { CallMetadata, ClientCall, GrpcConnection } from '../lib/grpc-h2/client.js';
 import { AgentError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { Registry } from 'prom-client';
@@ -105,7 +105,8 @@ export interface XdsProxyOptions {
   /**
    * Connect to istiod when the proxy starts, before Envoy's first stream arrives, which then gets this
    * connection (still its own, as pilot-agent dials one per stream: later streams dial theirs). Saves the
-   * TLS handshake on Envoy's start-up path. An unused connection is closed after `preconnectIdleMs`.
+   * TLS handshake and the token read on Envoy's start-up path. An unused connection is closed after
+   * `preconnectIdleMs`.
    */
   readonly preconnect?: boolean;
   readonly preconnectIdleMs?: number;
@@ -237,8 +238,8 @@ interface ProxyCore {
   types: Map<string, XdsTypeStatus>;
   lastError?: { at: string; message: string };
   unregister(s: Session): void;
-  /** The connection opened at start (`preconnect`), once: the first stream's. */
-  takeWarmChannel(): Promise<GrpcConnection> | undefined;
+  /** The connection opened at start (`preconnect`) and its call metadata, once: the first stream's. */
+  takeWarm(): WarmUpstream | undefined;
 }
 
 /**
@@ -248,6 +249,12 @@ interface ProxyCore {
 export const MAX_TRACKED_TYPES = 64;
 
 /** setTimeout's largest delay (a larger one fires at once). */
+/** The upstream connection opened at start and the call metadata read with it (see `preconnect`). */
+interface WarmUpstream {
+  readonly channel: Promise<GrpcConnection>;
+  readonly metadata: Promise<CallMetadata>;
+}
+
 const MAX_TIMER_MS = 2_147_483_647;
 
 function typeStatus(core: ProxyCore, typeUrl: string): XdsTypeStatus {
@@ -351,12 +358,20 @@ class Session {
 
   private async openUpstream(): Promise<void> {
     const { cfg } = this.core;
-    let md: Awaited<ReturnType<typeof upstreamMetadata>>;
+    let md: CallMetadata;
+    // the metadata (the bearer token, read from its file) is read while the connection is made, or was
+    // read with the connection opened at start: Envoy's first stream waits for neither (a token that was
+    // not there at start is looked for again)
+    const warm = this.core.takeWarm();
+    const metadata = warm
+      ? warm.metadata.then((md) => (md.authorization !== undefined || !cfg.tokenPath ? md : upstreamMetadata(cfg, this.log)))
+      : upstreamMetadata(cfg, this.log);
+    metadata.catch(() => undefined);
     try {
-      this.channel = (await this.core.takeWarmChannel()) ?? (await openUpstreamChannel(cfg, this.log));
+      this.channel = (await warm?.channel) ?? (await openUpstreamChannel(cfg, this.log));
       this.channelCounted = true;
       this.core.held.upstreamChannels++;
-      md = await upstreamMetadata(cfg, this.log);
+      md = await metadata;
     } catch (e) {
       this.closeChannel();
       this.channel = undefined;
@@ -720,11 +735,11 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
       held.sessionObjects--;
     }),
     types: new Map(),
-    takeWarmChannel() {
+    takeWarm() {
       const w = warm;
       warm = undefined;
       if (w) clearTimeout(w.idle);
-      return w?.channel;
+      return w;
     },
     unregister(s) {
       active.delete(s);
@@ -774,7 +789,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
   };
 
   /** The connection opened at start, until the first stream takes it (see `preconnect`). */
-  let warm: { channel: Promise<GrpcConnection>; idle: NodeJS.Timeout } | undefined;
+  let warm: (WarmUpstream & { idle: NodeJS.Timeout }) | undefined;
   function preconnect(): void {
     // a failure here shows when the first stream takes it: it then dials again, and reports that attempt
     const channel = openUpstreamChannel(cfg, log).catch(() => openUpstreamChannel(cfg, log));
@@ -785,7 +800,11 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
       void channel.then((ch) => ch.close(), () => undefined);
     }, opts.preconnectIdleMs ?? 30_000);
     idle.unref();
-    warm = { channel, idle };
+    // the call metadata is read now too: the token it carries is at most preconnectIdleMs old when used
+    // (the kubelet replaces a projected token long before it expires, and the old one stays valid)
+    const metadata = upstreamMetadata(cfg, log);
+    metadata.catch(() => undefined);
+    warm = { channel, metadata, idle };
   }
 
   async function start(): Promise<void> {
@@ -820,7 +839,7 @@ export function createXdsProxy(opts: XdsProxyOptions): XdsProxy {
       handover = undefined;
     }
     for (const s of [...active]) s.finish({ code: Status.UNAVAILABLE, details: 'xds proxy is shutting down' });
-    void core.takeWarmChannel()?.then((ch) => ch.close(), () => undefined);
+    void core.takeWarm()?.channel.then((ch) => ch.close(), () => undefined);
     const srv = server;
     if (srv && wasServing) await srv.shutdown(closeTimeoutMs);
     await (listener ?? opts.listener)?.close();

@@ -3,9 +3,11 @@
 // snapshot is taken on the build machine after the start-up modules were evaluated, so anything a module
 // computed from its process at that point (environment, working directory, time, host) would be frozen in
 // it: these cases give the two the same inputs and want the same outputs, and give the executable
-// different inputs and want outputs that follow them.
+// different inputs and want outputs that follow them. The snapshot is also taken after one run of `proxy
+// sidecar` for a made-up pod (`snapshot-0`, up to the spawn of an Envoy that does not exist): nothing of
+// that run may show in the executable's.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -23,9 +25,10 @@ const BASE_ENV = { PATH: PEER_PATH, CLOUD_PLATFORM: 'none', POD_NAMESPACE: 'defa
 const neutral = (text: string, cwd: string): string => text.replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z/gm, '<time>').replaceAll(cwd, '<cwd>');
 
 /** Runs the executable (`sea`) or the bundle under node (`bundle`) in a new working directory. */
-async function run(kind: 'sea' | 'bundle', args: readonly string[], env: Record<string, string> = {}) {
+async function run(kind: 'sea' | 'bundle', args: readonly string[], env: Record<string, string> = {}, setup?: (cwd: string) => Promise<void>) {
   const cwd = await mkdtemp(join(tmpdir(), `sea-${kind}-`));
   dirs.push(cwd);
+  await setup?.(cwd);
   const [cmd, argv] = kind === 'sea' ? [AGENT_BIN, args] : [process.execPath, [AGENT_CLI, ...args]];
   const r = await runProc(cmd, argv, { cwd, env: { ...BASE_ENV, ...env }, timeoutMs: 30_000 });
   return { ...r, cwd };
@@ -57,5 +60,23 @@ void describe('the single executable behaves as the bundle', () => {
     assert.match(other, /db-2\.default/);
     assert.match(other, /"west"/);
     assert.doesNotMatch(other, /web-1|"east"/);
+    assert.doesNotMatch(sea + other, /snapshot-0|agent-snapshot-/);
+  });
+
+  void it('runs `proxy sidecar` up to the spawn as the bundle does, with nothing of the run the snapshot was taken after', async () => {
+    // the CA's root certificate exists; the Envoy binary does not (the start-up fails at the spawn)
+    const setup = async (cwd: string): Promise<void> => {
+      await mkdir(join(cwd, 'var/run/secrets/istio'), { recursive: true });
+      await writeFile(join(cwd, 'var/run/secrets/istio/root-cert.pem'), '');
+    };
+    const env = { POD_NAME: 'api-7', PROXY_CONFIG: '{"binaryPath":"./no-envoy","concurrency":2}' };
+    const [sea, bundle] = await Promise.all([run('sea', ['proxy', 'sidecar'], env, setup), run('bundle', ['proxy', 'sidecar'], env, setup)]);
+    assert.notEqual(sea.code, 0);
+    assert.equal(sea.code, bundle.code, 'exit code');
+    const [seaOut, bundleOut] = [neutral(sea.stdout + sea.stderr, sea.cwd), neutral(bundle.stdout + bundle.stderr, bundle.cwd)];
+    assert.equal(seaOut, bundleOut);
+    assert.match(seaOut, /failed to start Envoy \(binaryPath \.\/no-envoy\)/);
+    assert.match(seaOut, /api-7/);
+    assert.doesNotMatch(seaOut, /snapshot-0|agent-snapshot-|ECDSA/);
   });
 });

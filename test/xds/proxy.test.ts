@@ -85,7 +85,8 @@ void describe('xds proxy: SotW and Delta relay (plaintext)', () => {
   let h: Harness;
   before(async () => {
     cp = await startControlPlane({ http: HTTP });
-    h = await harness(cp, { xdsHeaders: { 'X-Test-Header': 'hello' } });
+    // as the agent runs it: the first stream gets the connection (and the metadata) opened at start
+    h = await harness(cp, { xdsHeaders: { 'X-Test-Header': 'hello' }, preconnect: true });
     await mkdir(join(h.dir, 'var', 'run', 'secrets', 'tokens'), { recursive: true });
     await writeFile(join(h.dir, 'var', 'run', 'secrets', 'tokens', 'istio-token'), '  token-one\n');
   });
