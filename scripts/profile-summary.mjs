@@ -1,6 +1,7 @@
 // Summarizes the CPU profiles scripts/profile-startup.sh writes: for each start (the warm-up, the first
 // file, is skipped), when the start-up milestones were first seen on the agent's main thread, and where
-// its CPU time went before Envoy was spawned and in all, by package. Times are from the profiler's start,
+// its CPU time went before Envoy was spawned, from then until Envoy's first xDS stream was opened upstream
+// (Envoy initializing beside the agent's components), and in all, by package. Times are from the profiler's start,
 // a few ms after the process started (Node.js itself boots first). Sampling: a milestone is seen at the
 // first sample inside it, so each is up to one sampling interval late.
 //   node scripts/profile-summary.mjs DIR
@@ -65,6 +66,7 @@ function analyze(file) {
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const marks = new Map();
   const before = new Map();
+  const initializing = new Map();
   const all = new Map();
   let t = p.startTime;
   let spawnAt = Infinity;
@@ -80,8 +82,9 @@ function analyze(file) {
     const k = pkgOf(leaf.callFrame);
     all.set(k, (all.get(k) ?? 0) + dt);
     if (ms < spawnAt) before.set(k, (before.get(k) ?? 0) + dt);
+    else if (!marks.has('Envoy connected: xDS stream opened upstream')) initializing.set(k, (initializing.get(k) ?? 0) + dt);
   }
-  return { file, marks, before, all, totalMs: (p.endTime - p.startTime) / 1000 };
+  return { file, marks, before, initializing, all, totalMs: (p.endTime - p.startTime) / 1000 };
 }
 
 const median = (xs) => {
@@ -97,7 +100,11 @@ for (const [name] of MILESTONES) {
   const seen = runs.map((r) => r.marks.get(name)).filter((v) => v !== undefined);
   console.log(`  ${(seen.length ? median(seen).toFixed(1) : 'not seen').padStart(8)}  ${name}`);
 }
-for (const [title, key] of [['CPU before Envoy was spawned (ms, median)', 'before'], ['CPU over the whole profile: start-up, ready, then SIGTERM and the drain (ms, median)', 'all']]) {
+for (const [title, key] of [
+  ['CPU before Envoy was spawned (ms, median)', 'before'],
+  ["CPU from the spawn to Envoy's first xDS stream opened upstream (ms, median)", 'initializing'],
+  ['CPU over the whole profile: start-up, ready, then SIGTERM and the drain (ms, median)', 'all'],
+]) {
   console.log(`\n${title}`);
   const keys = new Set(runs.flatMap((r) => [...r[key].keys()]));
   const rows = [...keys].map((k) => [k, median(runs.map((r) => r[key].get(k) ?? 0))]).sort((a, b) => b[1] - a[1]);

@@ -7,7 +7,8 @@
 // Responses are gzip-compressed when the client accepts it and the body is worth it (like pilot-agent's gzhttp).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { BlockList, isIP, type AddressInfo, type Socket } from 'node:net';
-import { createGzip, type Gzip } from 'node:zlib';
+import { createRequire } from 'node:module';
+import type { Gzip } from 'node:zlib';
 import { pipeline, type Writable } from 'node:stream';
 import { Counter } from 'prom-client';
 import type { EnvoyAdmin } from '../envoy/admin.js';
@@ -180,9 +181,13 @@ export function parseRequestTarget(raw: string | undefined): RequestTarget {
   }
 }
 
+// node:zlib is loaded with the first compressed response (a scrape), not while Envoy starts: it takes 1-4 ms
+let zlib: typeof import('node:zlib') | undefined;
+const loadZlib = (): typeof import('node:zlib') => (zlib ??= createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib'));
+
 /** A gzip stream into `res`, with `res` ended when it ends and both destroyed when either fails or closes early. */
 function gzipInto(res: ServerResponse, track?: (gz: Gzip) => void): Gzip {
-  const gz = createGzip();
+  const gz = loadZlib().createGzip();
   track?.(gz);
   pipeline(gz, res, () => undefined);
   return gz;
