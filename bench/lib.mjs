@@ -205,14 +205,41 @@ export function usage(pids) {
 }
 
 /**
+ * CPU time of each thread of `pid` in clock ticks, to the nanosecond: the first field of
+ * /proc/<pid>/task/<tid>/schedstat (ns on a CPU). /proc/<pid>/stat has whole ticks only (10 ms), too coarse
+ * for work that takes a few of them. Keyed `pid/tid`; empty when the kernel has no schedstat.
+ */
+function threadTicks(pid, hz) {
+  const out = new Map();
+  let tids;
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      if (Number.isFinite(ns)) out.set(`${pid}/${tid}`, (ns / 1e9) * hz);
+    } catch {
+      // the thread exited
+    }
+  }
+  return out;
+}
+
+/**
  * Samples the agent's (not Envoy's) RSS every intervalMs and its CPU time between start and stop.
- * The process set is refreshed on every sample, so helpers spawned meanwhile are counted.
+ * The process set is refreshed on every sample, so helpers spawned meanwhile are counted. CPU is summed
+ * per thread from schedstat (ns): a thread that exits keeps what it had at its last sample, so at most one
+ * sampling interval of a short-lived thread is missed (the agents' threads live as long as they do).
  */
 export function startSampler(rootPid, intervalMs = 250) {
   const hz = clockTicks();
   let pids = agentPids(rootPid);
-  // CPU ticks per pid at start, so processes that appear later count from 0
-  const base = new Map(pids.map((p) => [p, readStat(p)?.ticks ?? 0]));
+  // CPU ticks per thread at start, so threads and processes that appear later count from 0
+  const read = (ps) => new Map(ps.flatMap((p) => [...threadTicks(p, hz)]));
+  const base = read(pids);
   const last = new Map(base);
   const rss = [];
   const points = []; // [ms since start, total ticks since start]
@@ -221,10 +248,9 @@ export function startSampler(rootPid, intervalMs = 250) {
     pids = agentPids(rootPid);
     let kb = 0;
     for (const p of pids) {
-      const t = readStat(p)?.ticks;
-      if (t !== undefined) {
-        if (!base.has(p)) base.set(p, 0);
-        last.set(p, t);
+      for (const [k, t] of threadTicks(p, hz)) {
+        if (!base.has(k)) base.set(k, 0);
+        last.set(k, t);
       }
       kb += readRssKb(p);
     }

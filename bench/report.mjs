@@ -121,8 +121,9 @@ export function renderReport({ machine, plan, kinds, results, elapsedS, command 
     L.push('## 2. Agent memory and CPU');
     L.push('');
     L.push(
-      'The agent process only (not Envoy): VmRSS from `/proc/<pid>/status`, CPU = utime+stime from `/proc/<pid>/stat` ' +
-        `(clock ticks of 10 ms, so a 1 s window resolves 1 %). Idle: ${plan.steady.idleMs / 1000} s after ready + ${plan.steady.settleMs / 1000} s settling, CPU per 1 s window. ` +
+      'The agent process only (not Envoy): VmRSS from `/proc/<pid>/status`, CPU = the time its threads were on a CPU, ' +
+        '`/proc/<pid>/task/<tid>/schedstat` (nanoseconds; `/proc/<pid>/stat` counts 10 ms ticks, too coarse for the large response). ' +
+        `Idle: ${plan.steady.idleMs / 1000} s after ready + ${plan.steady.settleMs / 1000} s settling, CPU per 1 s window. ` +
         `Churn: one changed cluster pushed ${plan.steady.churnRate} times a second for ${plan.steady.churnMs / 1000} s (Delta xDS, as the Istio bootstrap uses).`,
     );
     L.push('');

@@ -13,15 +13,18 @@ export function messagePrefix(length: number): Buffer {
 
 /**
  * Splits a stream of DATA bytes into messages. A message that arrives in one chunk is handed out as a view
- * of that chunk (no copy); one spread over several chunks is joined once. After an error every further
- * byte is ignored.
+ * of that chunk (no copy); one spread over several chunks is copied, chunk by chunk as they arrive, into a
+ * buffer of its length (within the limit: the pages of the buffer become resident as the bytes arrive), so
+ * no chunk is kept: a 19 MiB message costs 19 MiB, not its chunks and their join. After an error every
+ * further byte is ignored.
  */
 export class MessageReader {
   private readonly head = Buffer.alloc(5);
   private headLength = 0;
   /** Length of the message being read; -1 while its prefix is incomplete. */
   private length = -1;
-  private parts: Buffer[] = [];
+  /** The message being assembled (allocated at its first partial chunk). */
+  private buf: Buffer | undefined;
   private got = 0;
   private failed: CallStatus | undefined;
 
@@ -78,14 +81,12 @@ export class MessageReader {
         this.complete(msg);
         continue;
       }
-      const part = c.subarray(0, want);
-      this.parts.push(part);
-      this.got += part.length;
-      c = c.subarray(part.length);
-      if (this.got === this.length) {
-        const msg = Buffer.concat(this.parts, this.length);
-        this.complete(msg);
-      }
+      const n = Math.min(want, c.length);
+      this.buf ??= Buffer.allocUnsafe(this.length);
+      c.copy(this.buf, this.got, 0, n);
+      this.got += n;
+      c = c.subarray(n);
+      if (this.got === this.length) this.complete(this.buf);
     }
     return this.failed;
   }
@@ -93,7 +94,7 @@ export class MessageReader {
   private complete(msg: Buffer): void {
     this.headLength = 0;
     this.length = -1;
-    this.parts = [];
+    this.buf = undefined;
     this.got = 0;
     this.onMessage(msg);
   }
