@@ -1,7 +1,7 @@
 // Small helpers shared by the benchmark orchestrator (run.mjs) and the per-agent trial (trial.mjs):
 // statistics, loopback HTTP (and Prometheus scrapes), and per-process CPU/RSS read from /proc.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
@@ -207,10 +207,16 @@ export function usage(pids) {
 /**
  * CPU time of each thread of `pid` in clock ticks, to the nanosecond: the first field of
  * /proc/<pid>/task/<tid>/schedstat (ns on a CPU). /proc/<pid>/stat has whole ticks only (10 ms), too coarse
- * for work that takes a few of them. Keyed `pid/tid`; empty when the kernel has no schedstat.
+ * for work that takes a few of them. Keyed `pid/tid`; a kernel without schedstat gives the process's
+ * utime+stime, keyed `pid/stat`.
  */
 function threadTicks(pid, hz) {
   const out = new Map();
+  if (!existsSync(`/proc/${pid}/schedstat`)) {
+    const t = readStat(pid)?.ticks;
+    if (t !== undefined) out.set(`${pid}/stat`, t);
+    return out;
+  }
   let tids;
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -256,7 +262,7 @@ export function startSampler(rootPid, intervalMs = 250) {
     }
     if (kb > 0) rss.push(kb);
     let ticks = 0;
-    for (const [p, t] of last) ticks += t - (base.get(p) ?? 0);
+    for (const [k, t] of last) ticks += Math.max(0, t - (base.get(k) ?? 0));
     points.push([performance.now() - t0, ticks]);
   };
   sample();
@@ -267,7 +273,7 @@ export function startSampler(rootPid, intervalMs = 250) {
       sample();
       const wallS = (performance.now() - t0) / 1000;
       let ticks = 0;
-      for (const [p, t] of last) ticks += t - (base.get(p) ?? 0);
+      for (const [k, t] of last) ticks += Math.max(0, t - (base.get(k) ?? 0));
       const cpuS = ticks / hz;
       // CPU % per window of ~1 s (between the samples nearest to each whole second)
       const windows = [];

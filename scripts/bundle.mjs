@@ -137,7 +137,8 @@ if (!opts['no-sea']) {
   const config = join(seaDir, 'sea-config.json');
   await writeFile(config, JSON.stringify({ main: join(seaDir, 'agent.cjs'), output: exe, useSnapshot: true, useCodeCache: false, disableExperimentalSEAWarning: true }, null, 2));
   const seaNode = opts['sea-node'] ?? process.execPath;
-  const r = spawnSync(seaNode, ['--build-sea', config], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', env: { ...process.env, AGENT_SNAPSHOT_PACKAGE_ROOT: root } });
+  // (the build takes a few seconds; the timeout stops one whose start-up run hangs)
+  const r = spawnSync(seaNode, ['--build-sea', config], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 300_000, env: { ...process.env, AGENT_SNAPSHOT_PACKAGE_ROOT: root } });
   if (r.error) throw new Error(`cannot run ${seaNode} --build-sea: ${r.error.message}`);
   if (r.status !== 0) {
     process.stderr.write(r.stderr);

@@ -87,5 +87,11 @@ const main = (): void => {
 
 if (startupSnapshot.isBuildingSnapshot()) {
   startupSnapshot.setDeserializeMainFunction(main);
-  void warmUp();
+  // a failed warm-up rejects, unhandled: the builder exits 1 with the run's output. One that never
+  // finished (a promise left pending) would leave the snapshot without it: that fails the build too.
+  let warmed = false;
+  startupSnapshot.addSerializeCallback(() => {
+    if (!warmed) throw new Error('the start-up path did not finish running while the snapshot was built');
+  });
+  void warmUp().then(() => (warmed = true));
 } else main();

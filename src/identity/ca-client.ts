@@ -152,7 +152,8 @@ export function createCaClient(o: CaClientOptions): CaClient {
     }
   }
 
-  async function metadata(): Promise<CallMetadata> {
+  /** The call's metadata, and whether a bearer token was read into it. */
+  async function metadata(): Promise<{ md: CallMetadata; token: boolean }> {
     const md: Record<string, string> = { ClusterID: o.clusterId };
     for (const [k, v] of Object.entries(o.headers)) {
       const problem = metadataProblem(k, v);
@@ -161,22 +162,22 @@ export function createCaClient(o: CaClientOptions): CaClient {
     }
     const token = await readBearerToken(o.tokenPath, o.log);
     if (token) md.authorization = `Bearer ${token}`;
-    return md;
+    return { md, token: token !== '' };
   }
 
   /** The metadata prepare() read, for the next call within PREPARED_METADATA_MAX_AGE_MS (a large key may take long). */
-  let prepared: { readonly atMs: number; readonly md: Promise<CallMetadata> } | undefined;
+  let prepared: { readonly atMs: number; readonly md: ReturnType<typeof metadata> } | undefined;
   const preparedFresh = (): boolean => prepared !== undefined && Date.now() - prepared.atMs < PREPARED_METADATA_MAX_AGE_MS;
 
   async function attempt(req: Buffer): Promise<string[]> {
     if (closed) throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
     // the token is read while the connection is made (or was, by prepare(); one that was not there then
     // is looked for again): on a busy start-up each of the file's reads waits for a turn of the event loop
-    const mdRead = preparedFresh() ? prepared!.md.then((md) => (md.authorization !== undefined || !o.tokenPath ? md : metadata())) : metadata();
+    const mdRead = preparedFresh() ? prepared!.md.then((m) => (m.token || !o.tokenPath ? m : metadata())) : metadata();
     prepared = undefined;
     mdRead.catch(() => undefined);
     const c = await connect();
-    const md = await mdRead;
+    const { md } = await mdRead;
     const deadline = Date.now() + (o.callTimeoutMs ?? 30_000);
     try {
       return decodeCertificateResponse(await unaryCall(c, CREATE_CERTIFICATE_METHOD, md, req, { deadline, maxRecvBytes: MAX_CA_RESPONSE_BYTES }));

@@ -27,8 +27,14 @@ export async function openUpstreamChannel(cfg: UpstreamConfig, log: Logger): Pro
   });
 }
 
+/** A stream's call metadata, and whether a bearer token was read into it. */
+export interface UpstreamMetadata {
+  readonly md: CallMetadata;
+  readonly token: boolean;
+}
+
 /** Per-stream metadata: `ClusterID`, every XDS_HEADER_*, and `authorization: Bearer <token>` when there is a token. */
-export async function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promise<CallMetadata> {
+export async function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promise<UpstreamMetadata> {
   const md: Record<string, string | Buffer> = { ClusterID: cfg.clusterId };
   for (const [k, v] of Object.entries(cfg.xdsHeaders)) {
     const value = k.toLowerCase().endsWith('-bin') ? Buffer.from(v) : v;
@@ -38,5 +44,5 @@ export async function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promis
   }
   const token = await readBearerToken(cfg.tokenPath, log);
   if (token) md.authorization = `Bearer ${token}`;
-  return md;
+  return { md, token: token !== '' };
 }

@@ -71,3 +71,24 @@ test('MessageReader: a message that arrives in one chunk is a view of it (no cop
   r.push(framed(Buffer.alloc(0)));
   assert.equal(seen[2]!.length, 0, 'an empty message is a message');
 });
+
+test('MessageReader: a message is allocated in full only once a quarter of it has arrived, and a prefix alone allocates nothing', () => {
+  const MiB = 1024 * 1024;
+  const seen: Buffer[] = [];
+  const r = new MessageReader(256 * MiB, (m) => seen.push(m));
+  const body = Buffer.alloc(64 * MiB, 7);
+  const wire = framed(body);
+  const arrayBuffers = (): number => process.memoryUsage().arrayBuffers;
+  const before = arrayBuffers();
+  // the prefix of a 64 MiB message, then one 1 MiB chunk of it: nothing near its length is allocated
+  r.push(wire.subarray(0, 5));
+  r.push(wire.subarray(5, 5 + MiB));
+  assert.ok(arrayBuffers() - before < 8 * MiB, `allocated ${arrayBuffers() - before} bytes for 1 MiB received`);
+  // a quarter: the message's buffer now exists; the rest is copied into it
+  r.push(wire.subarray(5 + MiB, 5 + 16 * MiB));
+  assert.ok(arrayBuffers() - before >= 64 * MiB, 'the buffer of the whole message once a quarter arrived');
+  for (let at = 5 + 16 * MiB; at < wire.length; at += 3 * MiB) r.push(wire.subarray(at, Math.min(wire.length, at + 3 * MiB)));
+  assert.equal(seen.length, 1);
+  assert.ok(seen[0]!.equals(body), 'the message, byte for byte');
+  assert.notEqual(seen[0]!.buffer, wire.buffer, 'assembled, not a view of the wire');
+});

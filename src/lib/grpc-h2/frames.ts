@@ -13,17 +13,20 @@ export function messagePrefix(length: number): Buffer {
 
 /**
  * Splits a stream of DATA bytes into messages. A message that arrives in one chunk is handed out as a view
- * of that chunk (no copy); one spread over several chunks is copied, chunk by chunk as they arrive, into a
- * buffer of its length (within the limit: the pages of the buffer become resident as the bytes arrive), so
- * no chunk is kept: a 19 MiB message costs 19 MiB, not its chunks and their join. After an error every
- * further byte is ignored.
+ * of that chunk (no copy). One spread over several chunks is kept as its chunks until a quarter of it has
+ * arrived; then a buffer of its length is allocated, the chunks so far are copied in and dropped, and each
+ * later chunk is copied in as it arrives. So a 19 MiB message costs 19 MiB plus its first quarter, not its
+ * chunks and their join (38 MiB), and a peer must send a quarter of the length it announces before the
+ * whole length is allocated. After an error every further byte is ignored.
  */
 export class MessageReader {
   private readonly head = Buffer.alloc(5);
   private headLength = 0;
   /** Length of the message being read; -1 while its prefix is incomplete. */
   private length = -1;
-  /** The message being assembled (allocated at its first partial chunk). */
+  /** The chunks of the message being read, until its buffer is allocated. */
+  private parts: Buffer[] = [];
+  /** The message being assembled, once a quarter of it has arrived. */
   private buf: Buffer | undefined;
   private got = 0;
   private failed: CallStatus | undefined;
@@ -81,12 +84,20 @@ export class MessageReader {
         this.complete(msg);
         continue;
       }
-      const n = Math.min(want, c.length);
-      this.buf ??= Buffer.allocUnsafe(this.length);
-      c.copy(this.buf, this.got, 0, n);
-      this.got += n;
-      c = c.subarray(n);
-      if (this.got === this.length) this.complete(this.buf);
+      if (c.length === 0) break;
+      const part = c.subarray(0, want);
+      c = c.subarray(part.length);
+      if (this.buf) part.copy(this.buf, this.got);
+      else this.parts.push(part);
+      this.got += part.length;
+      if (this.got === this.length) {
+        this.complete(this.buf ?? Buffer.concat(this.parts, this.length));
+      } else if (!this.buf && this.got * 4 >= this.length) {
+        this.buf = Buffer.allocUnsafe(this.length);
+        let at = 0;
+        for (const p of this.parts) at += p.copy(this.buf, at);
+        this.parts = [];
+      }
     }
     return this.failed;
   }
@@ -94,6 +105,7 @@ export class MessageReader {
   private complete(msg: Buffer): void {
     this.headLength = 0;
     this.length = -1;
+    this.parts = [];
     this.buf = undefined;
     this.got = 0;
     this.onMessage(msg);
