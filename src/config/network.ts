@@ -12,7 +12,7 @@ export type Interfaces = Readonly<Record<string, readonly NetworkInterfaceInfo[]
 export function canonicalIp(text: string): string | undefined {
   const [addr, zone] = text.split('%', 2) as [string, string | undefined];
   if (isIPv4(addr) && zone === undefined) return addr;
-  const words = addr.includes(':') ? ipv6Words(addr) : undefined;
+  const words = ipv6Words(addr);
   if (!words) return undefined;
   let out: string;
   if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {

@@ -5,9 +5,9 @@
 // built afresh (a new root, a new client certificate). Transient failures are retried as pilot-agent's gRPC
 // interceptor does (5 calls, 100 ms doubling, ±10 %); unlike pilot-agent, every attempt has a deadline.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GrpcConnection, metadataProblem, unaryCall, type CallMetadata } from '../lib/grpc-h2/client.js';
+import { GrpcConnection, unaryCall } from '../lib/grpc-h2/client.js';
 import { Code as Status, type CallStatus } from '../lib/grpc-h2/status.js';
-import { clientSecureContext, readBearerToken, type ClientTls } from '../lib/grpc-credentials.js';
+import { clientSecureContext, readAheadOrAgain, readCallMetadata, type CallMetadataRead, type ClientTls } from '../lib/grpc-credentials.js';
 import type { Logger } from '../lib/log.js';
 import { Writer, WT_LEN, forEachField } from '../lib/protowire.js';
 
@@ -152,28 +152,17 @@ export function createCaClient(o: CaClientOptions): CaClient {
     }
   }
 
-  /** The call's metadata, and whether a bearer token was read into it. */
-  async function metadata(): Promise<{ md: CallMetadata; token: boolean }> {
-    const md: Record<string, string> = { ClusterID: o.clusterId };
-    for (const [k, v] of Object.entries(o.headers)) {
-      const problem = metadataProblem(k, v);
-      if (problem) o.log.warn(`ignoring CA header ${k}: ${problem}`);
-      else md[k] = v;
-    }
-    const token = await readBearerToken(o.tokenPath, o.log);
-    if (token) md.authorization = `Bearer ${token}`;
-    return { md, token: token !== '' };
-  }
+  const metadata = (): Promise<CallMetadataRead> => readCallMetadata({ clusterId: o.clusterId, headers: o.headers, headerKind: 'CA', tokenPath: o.tokenPath, log: o.log });
 
   /** The metadata prepare() read, for the next call within PREPARED_METADATA_MAX_AGE_MS (a large key may take long). */
-  let prepared: { readonly atMs: number; readonly md: ReturnType<typeof metadata> } | undefined;
+  let prepared: { readonly atMs: number; readonly md: Promise<CallMetadataRead> } | undefined;
   const preparedFresh = (): boolean => prepared !== undefined && Date.now() - prepared.atMs < PREPARED_METADATA_MAX_AGE_MS;
 
   async function attempt(req: Buffer): Promise<string[]> {
     if (closed) throw new CaCallError(Status.CANCELLED, 'client closed', 'create certificate: the CA client is closed');
     // the token is read while the connection is made (or was, by prepare(); one that was not there then
     // is looked for again): on a busy start-up each of the file's reads waits for a turn of the event loop
-    const mdRead = preparedFresh() ? prepared!.md.then((m) => (m.token || !o.tokenPath ? m : metadata())) : metadata();
+    const mdRead = preparedFresh() ? readAheadOrAgain(prepared!.md, o.tokenPath, metadata) : metadata();
     prepared = undefined;
     mdRead.catch(() => undefined);
     const c = await connect();

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { errorMessage } from './errors.js';
 import { readFileLimited } from './files.js';
+import { metadataProblem, type CallMetadata } from './grpc-h2/client.js';
 import type { Logger } from './log.js';
 import { osRootCertFile, type ClientTls } from './tls-names.js';
 
@@ -62,6 +63,42 @@ export async function clientSecureContext(tls: ClientTls, log: Logger): Promise<
     ca: ca as string | Buffer | string[],
     ...(client ? { cert: client.cert, key: client.key } : {}),
   });
+}
+
+/** A call's metadata, and whether a bearer token was read into it. */
+export interface CallMetadataRead {
+  readonly md: CallMetadata;
+  readonly token: boolean;
+}
+
+/**
+ * The metadata of a call to istiod: `ClusterID`, the configured headers (one gRPC would refuse is logged,
+ * `ignoring <headerKind> header`, and left out), then `authorization: Bearer <token>` when there is a token.
+ */
+export async function readCallMetadata(o: {
+  readonly clusterId: string;
+  readonly headers: Readonly<Record<string, string | Buffer>>;
+  readonly headerKind: string;
+  readonly tokenPath: string | null;
+  readonly log: Logger;
+}): Promise<CallMetadataRead> {
+  const md: Record<string, string | Buffer> = { ClusterID: o.clusterId };
+  for (const [k, v] of Object.entries(o.headers)) {
+    const problem = metadataProblem(k, v);
+    if (problem) o.log.warn(`ignoring ${o.headerKind} header ${k}: ${problem}`);
+    else md[k] = v;
+  }
+  const token = await readBearerToken(o.tokenPath, o.log);
+  if (token) md.authorization = `Bearer ${token}`;
+  return { md, token: token !== '' };
+}
+
+/**
+ * Metadata read ahead of a call (while its connection was made, so the call waits for neither), used as it
+ * is unless it has no token where one is expected: then read again.
+ */
+export function readAheadOrAgain(ahead: Promise<CallMetadataRead>, tokenPath: string | null, read: () => Promise<CallMetadataRead>): Promise<CallMetadataRead> {
+  return ahead.then((m) => (m.token || !tokenPath ? m : read()));
 }
 
 /** Reads the bearer token as pilot-agent's token plugin does: trimmed; a missing file is a warning and no header. */

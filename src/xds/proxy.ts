@@ -26,7 +26,8 @@ import type { UpstreamTls } from './options.js';
 import { classifyTermination, statusName, terminationLabel, type TerminationKind } from './termination.js';
 import { DELTA_METHOD, HEALTH_INFO_TYPE, LISTENER_TYPE, SOTW_METHOD, isForwardedToEnvoy, shortType } from './types.js';
 import { OWNER_ONLY_SOCKET_MODE, checkSocketMode, listenUds, type UdsListener } from '../lib/uds.js';
-import { UPSTREAM_MAX_RECV_BYTES, openUpstreamChannel, upstreamMetadata, type UpstreamConfig, type UpstreamMetadata } from './upstream.js';
+import { UPSTREAM_MAX_RECV_BYTES, openUpstreamChannel, upstreamMetadata, type UpstreamConfig } from './upstream.js';
+import { readAheadOrAgain, type CallMetadataRead } from '../lib/grpc-credentials.js';
 import { encodeAgentRequest, firstResource, summarizeRequest, summarizeResponse, type RawAny } from './wire.js';
 import { AnswerWatchdog, DEFAULT_STUCK_STREAM_TIMEOUT_MS, mustBeAnswered } from './watchdog.js';
 
@@ -252,7 +253,7 @@ export const MAX_TRACKED_TYPES = 64;
 /** The upstream connection opened at start and the call metadata read with it (see `preconnect`). */
 interface WarmUpstream {
   readonly channel: Promise<GrpcConnection>;
-  readonly metadata: Promise<UpstreamMetadata>;
+  readonly metadata: Promise<CallMetadataRead>;
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
@@ -363,9 +364,7 @@ class Session {
     // read with the connection opened at start: Envoy's first stream waits for neither (a token that was
     // not there at start is looked for again)
     const warm = this.core.takeWarm();
-    const metadata = warm
-      ? warm.metadata.then((m) => (m.token || !cfg.tokenPath ? m : upstreamMetadata(cfg, this.log)))
-      : upstreamMetadata(cfg, this.log);
+    const metadata = warm ? readAheadOrAgain(warm.metadata, cfg.tokenPath, () => upstreamMetadata(cfg, this.log)) : upstreamMetadata(cfg, this.log);
     metadata.catch(() => undefined);
     try {
       this.channel = (await warm?.channel) ?? (await openUpstreamChannel(cfg, this.log));

@@ -2,8 +2,8 @@
 // every downstream stream), built from files re-read at that moment, so a rotated root or token applies to
 // the next connection. Messages stay raw Buffers on a raw gRPC connection (lib/grpc-h2), which hands out
 // exactly one message per read (flow control toward istiod).
-import { GrpcConnection, metadataProblem, type CallMetadata } from '../lib/grpc-h2/client.js';
-import { clientSecureContext, readBearerToken } from '../lib/grpc-credentials.js';
+import { GrpcConnection } from '../lib/grpc-h2/client.js';
+import { clientSecureContext, readCallMetadata, type CallMetadataRead } from '../lib/grpc-credentials.js';
 import type { Logger } from '../lib/log.js';
 import type { XdsProxySettings } from './options.js';
 
@@ -27,22 +27,9 @@ export async function openUpstreamChannel(cfg: UpstreamConfig, log: Logger): Pro
   });
 }
 
-/** A stream's call metadata, and whether a bearer token was read into it. */
-export interface UpstreamMetadata {
-  readonly md: CallMetadata;
-  readonly token: boolean;
-}
-
-/** Per-stream metadata: `ClusterID`, every XDS_HEADER_*, and `authorization: Bearer <token>` when there is a token. */
-export async function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promise<UpstreamMetadata> {
-  const md: Record<string, string | Buffer> = { ClusterID: cfg.clusterId };
-  for (const [k, v] of Object.entries(cfg.xdsHeaders)) {
-    const value = k.toLowerCase().endsWith('-bin') ? Buffer.from(v) : v;
-    const problem = metadataProblem(k, value);
-    if (problem) log.warn(`ignoring XDS header ${k}: ${problem}`);
-    else md[k] = value;
-  }
-  const token = await readBearerToken(cfg.tokenPath, log);
-  if (token) md.authorization = `Bearer ${token}`;
-  return { md, token: token !== '' };
+/** Per-stream metadata: `ClusterID`, every XDS_HEADER_* (`-bin` ones as bytes), and the bearer token when there is one. */
+export function upstreamMetadata(cfg: UpstreamConfig, log: Logger): Promise<CallMetadataRead> {
+  const headers: Record<string, string | Buffer> = {};
+  for (const [k, v] of Object.entries(cfg.xdsHeaders)) headers[k] = k.toLowerCase().endsWith('-bin') ? Buffer.from(v) : v;
+  return readCallMetadata({ clusterId: cfg.clusterId, headers, headerKind: 'XDS', tokenPath: cfg.tokenPath, log });
 }
