@@ -9,9 +9,13 @@ import type { CliContext, ExitCode } from './lib/context.js';
  * up to 16 MiB under a high allocation rate (a burst of scrapes or pushes), after which an idle process keeps
  * it: tens of MiB of RSS per pod held for nothing. The agent keeps it at its initial size: scavenges become
  * more frequent but stay short (little survives them: relayed messages are Buffers outside the V8 heap).
+ * Regular expressions are compiled to machine code at their first run, not first to V8's regexp bytecode
+ * and then again to machine code at the second: Node.js's own IPv6 check (`net.isIP`, run on every host
+ * name the agent connects to, istiod's among them) took 3.5 + 0.35 ms at its first two runs that way, and
+ * 0.6 ms compiled once. A snapshot keeps no compiled regular expression, so each process pays this anew.
  * Measured in docs/performance.md.
  */
-export const V8_FLAGS = '--semi-space-growth-factor=1';
+export const V8_FLAGS = '--semi-space-growth-factor=1 --no-regexp-tier-up';
 
 type RunCli = (argv: readonly string[], ctx: CliContext) => Promise<ExitCode>;
 

@@ -4,7 +4,7 @@
 // only then. Then waits for the first of: a termination signal, /quitquitquit, or Envoy going away for
 // good. Hot restarts (SIGHUP, POST /restart, a change of the bootstrap inputs on disk) and crash restarts
 // happen in between without the agent exiting. docs/performance.md explains the order.
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
@@ -106,6 +106,11 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
   let dnsPrepared: PreparedDns | undefined;
   /** Set once every component runs: restarts are refused before. */
   let started = false;
+  /** Resolved the first time Envoy is ready (onReady in startComponents). */
+  let markReady: () => void = () => undefined;
+  const readyOnce = new Promise<void>((r) => (markReady = r));
+  /** The first readiness, or `ms` from now if that comes first: what waits for Envoy's start-up to be over. */
+  const firstReady = (ms: number): Promise<void> => Promise.race([readyOnce, new Promise<void>((r) => setTimeout(r, ms).unref())]);
   const proxyless = cfg.env.disableEnvoy;
   const ipv6 = cfg.ipMode === 'IPv6';
   const admin = createEnvoyAdmin({
@@ -268,8 +273,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         : (async () => {
             const gen = await generateBootstrap(cfg, log, rt);
             envoyConfigArg = gen.envoyConfigArg;
-            if (gen.generated) {
-              committed = { path: gen.path, text: await readFile(gen.path, 'utf8') };
+            if (gen.generated && gen.text !== undefined) {
+              committed = { path: gen.path, text: gen.text };
               cleanups.push(() => rm(gen.path, { force: true }));
             }
             overrideJson = cfg.paths.bootstrapOverride ? await bootstrapOverrideJson(cfg.paths.bootstrapOverride, cfg.env.hostIp, log) : undefined;
@@ -317,8 +322,12 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         noteRotation();
         events.add('ready', `ready: ${phases.text()}`);
         log.info(`start-up phases (since the process started): ${phases.text()}`);
+        markReady();
+        // after this readiness answer has gone out
+        setImmediate(() => metrics?.startProcessMetrics());
       };
-      const m = createAgentMetrics();
+      // the process collectors wait for readiness or the first scrape (src/lib/metrics.ts)
+      const m = createAgentMetrics({ processMetrics: 'deferred' });
       metrics = m;
       if (dnsModule) {
         // serves on the sockets bound before Envoy was spawned (queries sent meanwhile were kept)
@@ -652,15 +661,21 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
     return run;
   }
 
-  // watch the bootstrap inputs (pod annotations and labels, mesh config) for hot restart
+  // watch the bootstrap inputs (pod annotations and labels, mesh config) for hot restart. Their contents
+  // are taken now; the directories are watched once Envoy is ready (at the latest 2 s from now), and a
+  // change made before is seen then (src/lib/watch.ts startAfter).
   let watcher: FileWatch | undefined;
   if (hotRestartEnabled) {
     const inputs = [cfg.paths.podAnnotations, cfg.paths.podLabels, cfg.paths.meshConfig].filter((p) => existsSync(dirname(p)));
     const { watchFiles } = await import('../lib/watch.js');
-    watcher = await watchFiles(inputs, (changed) => {
-      log.info(`bootstrap inputs changed: ${changed.join(', ')}`);
-      hotRestart(`changed ${changed.join(', ')}`, changed).catch(() => undefined);
-    });
+    watcher = await watchFiles(
+      inputs,
+      (changed) => {
+        log.info(`bootstrap inputs changed: ${changed.join(', ')}`);
+        hotRestart(`changed ${changed.join(', ')}`, changed).catch(() => undefined);
+      },
+      { startAfter: firstReady(2000) },
+    );
     cleanups.push(() => watcher!.close());
   }
 

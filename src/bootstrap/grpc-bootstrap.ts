@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
 import { goPathJoin } from '../config/gocompat.js';
 import { sortKeysDeep } from '../config/proxy-config.js';
-import { writeFileAtomic } from '../lib/files.js';
+import { replaceFileSync } from '../lib/files.js';
 import { typedMetadataJson } from './metadata.js';
 import { bootstrapParams, type BootstrapRuntime } from './params.js';
 
@@ -56,6 +56,6 @@ export function buildGrpcBootstrap(cfg: AgentConfig, runtime: BootstrapRuntime =
 export async function writeGrpcBootstrap(cfg: AgentConfig, runtime: BootstrapRuntime = {}): Promise<string> {
   const path = resolve(cfg.paths.cwd, cfg.env.grpcXdsBootstrap);
   const text = JSON.stringify(buildGrpcBootstrap(cfg, runtime), null, 2);
-  await writeFileAtomic(path, text, 0o644);
+  replaceFileSync(path, text, 0o644);
   return path;
 }

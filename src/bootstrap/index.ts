@@ -1,13 +1,13 @@
 // Public API of the bootstrap component: compute, render and write Envoy's bootstrap the way
 // pilot-agent does (template choice, envoy-rev.json, lightstep token), plus the helpers around it.
 import { readFile } from 'node:fs/promises';
-import { statPath as stat } from '../lib/files.js';
+import { statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/agent-config.js';
 import { goPathJoin } from '../config/gocompat.js';
 import type { Logger } from '../lib/log.js';
-import { writeFileAtomic } from '../lib/files.js';
+import { replaceFileSync } from '../lib/files.js';
 import { bootstrapParams, BootstrapError, type BootstrapParams, type BootstrapRuntime, type SideFile } from './params.js';
 import { renderBootstrap } from './render.js';
 import { goTemplateData } from './template-data.js';
@@ -81,16 +81,16 @@ export async function buildBootstrapFromTemplate(cfg: AgentConfig, templatePath:
 
 /** Writes side files and the bootstrap atomically into `<configPath>` (dir 0700). Returns the file's path. */
 export async function writeBootstrap(cfg: AgentConfig, built: BuiltBootstrap): Promise<string> {
-  for (const f of built.sideFiles) await writeFileAtomic(resolve(cfg.paths.cwd, f.path), f.content, f.mode);
+  for (const f of built.sideFiles) replaceFileSync(resolve(cfg.paths.cwd, f.path), f.content, f.mode);
   const out = resolve(cfg.paths.cwd, goPathJoin(cfg.proxy.configPath, built.fileName));
-  await writeFileAtomic(out, built.text, 0o644);
+  replaceFileSync(out, built.text, 0o644);
   return out;
 }
 
 /** Whether a UNIX socket exists at `path` and accepts a connection within `timeoutMs`. */
 export async function socketHealthy(path: string, timeoutMs = 1000): Promise<boolean> {
   try {
-    if (!(await stat(path)).isSocket()) return false;
+    if (!statSync(path, { throwIfNoEntry: false })?.isSocket()) return false;
   } catch {
     return false;
   }
@@ -125,6 +125,8 @@ export interface GeneratedBootstrap {
   readonly envoyConfigArg: string;
   /** True when we wrote it (pilot-agent deletes it when Envoy exits); false for customConfigFile. */
   readonly generated: boolean;
+  /** What was written, when generated. */
+  readonly text?: string;
 }
 
 /** A bootstrap ready to be written (see prepareBootstrap / commitBootstrap). */
@@ -157,7 +159,7 @@ export async function prepareBootstrap(cfg: AgentConfig, log: Logger, runtime: B
 export async function commitBootstrap(cfg: AgentConfig, p: PreparedBootstrap): Promise<GeneratedBootstrap> {
   if (!p.built) return { path: p.path, envoyConfigArg: p.envoyConfigArg, generated: false };
   const path = await writeBootstrap(cfg, p.built);
-  return { path, envoyConfigArg: p.envoyConfigArg, generated: true };
+  return { path, envoyConfigArg: p.envoyConfigArg, generated: true, text: p.built.text };
 }
 
 /** prepareBootstrap then commitBootstrap: what pilot-agent does before starting Envoy. */

@@ -16,7 +16,7 @@
 //
 // A value over a limit is a configuration problem like any other: reported with its source, start-up
 // stops (exit 255), a reload is rejected.
-import { open } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 export const KIB = 1024;
 export const MIB = 1024 * KIB;
@@ -57,25 +57,27 @@ export class InputTooLargeError extends Error {
 /**
  * Reads a UTF-8 text file of at most `max` bytes (invalid UTF-8 becomes U+FFFD, as readFile does).
  * Throws InputTooLargeError without reading a larger file; other errors are fs errors (ENOENT, EISDIR, ...).
+ * Synchronous: the configuration is read on the way to Envoy's spawn, where the main thread has nothing
+ * else to do (src/lib/files.ts says why and what it saves).
  */
-export async function readTextFileLimited(path: string, max = MAX_FILE_BYTES): Promise<string> {
-  const fh = await open(path, 'r');
+export function readTextFileLimitedSync(path: string, max = MAX_FILE_BYTES): string {
+  const fd = openSync(path, 'r');
   try {
-    const st = await fh.stat();
+    const st = fstatSync(fd);
     if (st.isFile() && st.size > max) throw new InputTooLargeError(st.size, max);
     // read at most max + 1 bytes: a file that grows (or is not a regular file) is still bounded
     const buf = Buffer.alloc(Math.min(max + 1, st.isFile() ? st.size + 1 : max + 1));
     let len = 0;
     for (;;) {
       if (len === buf.length) break;
-      const { bytesRead } = await fh.read(buf, len, buf.length - len, null);
+      const bytesRead = readSync(fd, buf, len, buf.length - len, null);
       if (bytesRead === 0) break;
       len += bytesRead;
     }
     if (len > max) throw new InputTooLargeError(len, max);
     return buf.toString('utf8', 0, len);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 

@@ -4,7 +4,7 @@
 // the way is collected and returned, so that the caller reports them in one ConfigError together with
 // its own (the flags before, the bootstrap's checks of the result after).
 import { createRequire } from 'node:module';
-import { statPath as stat } from '../lib/files.js';
+import { pathExistsSync } from '../lib/files.js';
 import { availableParallelism, networkInterfaces } from 'node:os';
 import { join, resolve } from 'node:path';
 import { IssueList, type ConfigIssue } from '../lib/errors.js';
@@ -17,7 +17,7 @@ import { applyProxyConfigLayer, defaultProxyConfig, durationMs, proxyConfigToJso
 import { splitHostPort, validateProxyConfig } from './validate.js';
 import { parseYamlOrJson } from './yaml.js';
 import { toYaml } from './yaml-emit.js';
-import { clip, InputTooLargeError, MAX_FILE_BYTES, readTextFileLimited, valueSizeProblem } from './limits.js';
+import { clip, InputTooLargeError, MAX_FILE_BYTES, readTextFileLimitedSync, valueSizeProblem } from './limits.js';
 
 export const POD_ANNOTATIONS_PATH = './etc/istio/pod/annotations';
 export const POD_LABELS_PATH = './etc/istio/pod/labels';
@@ -87,7 +87,7 @@ interface PodFile {
 async function readPodFile(path: string, label: string, issues: IssueList): Promise<PodFile> {
   let text: string;
   try {
-    text = await readTextFileLimited(path, MAX_FILE_BYTES);
+    text = readTextFileLimitedSync(path, MAX_FILE_BYTES);
   } catch (e) {
     if (e instanceof InputTooLargeError) {
       issues.add(`file ${label}`, `${e.message} for a downward-API file`);
@@ -127,14 +127,6 @@ export function splitEnvoyLogLevel(level: string, componentLevel: string, log?: 
   return { level: global, components: comps.length ? comps.join(',') : componentLevel };
 }
 
-async function fileExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
-}
 
 interface LayerResult {
   readonly pc: ProxyConfig;
@@ -241,10 +233,10 @@ export async function loadProxyConfig(input: ProxyCommandInput, opts: LoadOption
   let pc = defaultProxyConfig();
   const meshFlag = flags.meshConfig;
   const meshPath = resolve(cwd, meshFlag);
-  if (await fileExists(meshPath)) {
+  if (pathExistsSync(meshPath)) {
     let text = '';
     try {
-      text = await readTextFileLimited(meshPath, MAX_FILE_BYTES);
+      text = readTextFileLimitedSync(meshPath, MAX_FILE_BYTES);
     } catch (e) {
       issues.add(`file ${meshFlag}`, `failed to read mesh config file: ${(e as Error).message}`);
     }

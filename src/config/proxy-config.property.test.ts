@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { anyString, deepValue, goDurationText, hostileJson, INT64_MAX, INT64_MIN, messageArb, toProtoNames } from '../../test/helpers/config-arbitraries.js';
 import { formatGoDurationNs, formatProtoDurationNs, parseGoDurationNs } from './gocompat.js';
-import { applyProxyConfigLayer, MESSAGES, proxyConfigToJson, type ProxyConfig } from './proxy-config.js';
+import { applyProxyConfigLayer, byteOrder, MESSAGES, proxyConfigToJson, type ProxyConfig } from './proxy-config.js';
 
 const FIELDS = MESSAGES.ProxyConfig!;
 const NAMES = FIELDS.flatMap((f) => [f.json, f.proto]);
@@ -160,5 +160,25 @@ void describe('applyProxyConfigLayer', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('byteOrder (Go map key order)', () => {
+  // strings of raw UTF-16 code units: lone and paired surrogates, BMP characters on both sides of the
+  // surrogate range, ASCII; and strings sharing long prefixes, where the first difference is deep
+  const unit = fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0xd7f0, max: 0xe010 }), fc.integer({ min: 0, max: 0xffff }));
+  const units = fc.array(unit, { maxLength: 8 }).map((a) => String.fromCharCode(...a));
+  const pair = fc.tuple(units, units, units).map(([p, a, b]) => [p + a, p + b] as const);
+  it('orders as the strings\' UTF-8 bytes do (lone surrogates as U+FFFD)', () => {
+    fc.assert(
+      fc.property(fc.oneof(pair, fc.tuple(units, units), fc.tuple(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'grapheme' }))), ([a, b]) => {
+        assert.equal(byteOrder(a, b), Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')), JSON.stringify([a, b]));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+  it('sorts U+FFFF before U+10000, though its first code unit is larger', () => {
+    assert.equal(byteOrder('\uffff', '\u{10000}'), -1);
+    assert.deepEqual(['b', '\u{10000}', '\uffff', 'a', ''].sort(byteOrder), ['', 'a', 'b', '\uffff', '\u{10000}']);
   });
 });

@@ -536,11 +536,23 @@ export function sortKeysDeep<T>(v: T): T {
   return v;
 }
 
-/** Byte-wise (UTF-8) string comparison, as Go sorts map keys. */
+/**
+ * Byte-wise (UTF-8) string comparison, as Go sorts map keys: -1, 0 or 1. The first code unit that differs
+ * decides, unless it is part of a surrogate pair (a code point above U+FFFF) or a lone surrogate (encoded
+ * as U+FFFD): only then are the two strings encoded and compared as bytes. Encoding every pair made the
+ * key sorting of the node metadata about 1.5 ms of the agent's start-up.
+ */
 export function byteOrder(a: string, b: string): number {
-  const x = Buffer.from(a, 'utf8');
-  const y = Buffer.from(b, 'utf8');
-  return Buffer.compare(x, y);
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // U+D800-U+DFFF: a surrogate, whose UTF-8 bytes do not follow the code unit's order
+    if ((x & 0xf800) === 0xd800 || (y & 0xf800) === 0xd800) return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+    return x < y ? -1 : 1;
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 /** The canonical protobuf-JSON object for the config (keys sorted, as it appears in node metadata). */

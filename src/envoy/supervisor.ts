@@ -12,9 +12,9 @@
 // the supervisor needs a pid, an exit code or signal and inherited stdio, nothing execa adds, and loading
 // execa's ~40 modules would sit on the start-up path before Envoy is spawned.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { access, constants, readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../lib/log.js';
 import { AgentError } from '../lib/errors.js';
@@ -169,10 +169,11 @@ export function createEnvoySupervisor(o: SupervisorOptions): EnvoySupervisor {
     log.info(`Envoy command: [${args.join(' ')}]`);
     let child: ChildProcess;
     // setpriv sets the parent-death signal, then execs Envoy (same pid, same argv); a binary it could not
-    // exec would only show as setpriv's exit, so check it here first
+    // exec would only show as setpriv's exit, so check it here first (synchronously: this is the last step
+    // before the spawn, src/lib/files.ts)
     if (wrapper && o.binaryPath.includes('/')) {
       try {
-        await access(resolvePath(o.cwd, o.binaryPath), constants.X_OK);
+        accessSync(resolvePath(o.cwd, o.binaryPath), constants.X_OK);
       } catch (e) {
         throw new AgentError('AGENT_ERR_ENVOY_EXIT', `failed to start Envoy (binaryPath ${o.binaryPath}): ${(e as Error).message}`, { cause: e });
       }

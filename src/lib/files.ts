@@ -1,7 +1,15 @@
 // File helpers shared by the components: atomic replacement (write a temp file in the same directory, fsync
 // it, then rename over the target) and bounded reads of files that come from outside the agent.
+//
+// Before Envoy is spawned the agent's main thread has nothing else to do, and every asynchronous file
+// operation is a round trip through the thread pool and back to the event loop; on a 2-core node, with
+// the first key being generated on one core and the agent's own start-up on the other, those round trips
+// took 2-13 ms for the two small downward-API files alone (measured, docs/performance.md). So the files
+// read and written on the way to the spawn (the pod files, the mesh config, the bootstraps, the sockets'
+// directories) use the synchronous calls, as pilot-agent's Go does; everything after the spawn stays
+// asynchronous.
 import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { lstat as lstatCallback, stat as statCallback } from 'node:fs';
+import { closeSync, fchmodSync, lstat as lstatCallback, mkdirSync, openSync, renameSync, rmSync, stat as statCallback, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -39,6 +47,43 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   } catch (e) {
     await rm(tmp, { force: true });
     throw e;
+  }
+}
+
+/**
+ * writeFileAtomic's synchronous twin for the files the agent writes on its way to Envoy's spawn and writes
+ * again at every start (the bootstraps): replaced atomically, so a reader sees the old file or the new one,
+ * but not fsync'ed (an fsync waits for the disk; pilot-agent writes them with neither the rename nor the
+ * fsync).
+ */
+export function replaceFileSync(path: string, data: string | Uint8Array, mode: number, dirMode = 0o700): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: dirMode });
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeFileSync(fd, data);
+    fchmodSync(fd, mode);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Whether `path` exists: false only when it does not (ENOENT); any other error counts as there, for the read that follows to report. */
+export function pathExistsSync(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return true;
   }
 }
 

@@ -11,7 +11,8 @@
 // it into its reconnect back-off), and connections that arrive before the gRPC server is ready wait,
 // unread, until it adopts them (the gRPC servers of lib/grpc-h2/server.ts).
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { chmod, mkdir, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { lstatPath as lstat } from './files.js';
 import { basename, dirname, join, relative } from 'node:path';
 
@@ -53,24 +54,25 @@ export async function bindOwnerOnlySocket(
   mode: number = OWNER_ONLY_SOCKET_MODE,
 ): Promise<BoundSocket> {
   checkSocketMode(mode);
+  // the file system steps are synchronous: the sockets are bound on the way to Envoy's spawn (src/lib/files.ts)
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o750 });
+  mkdirSync(dir, { recursive: true, mode: 0o750 });
   try {
-    await unlink(path);
+    unlinkSync(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`failed to remove unix://${path}: ${(e as Error).message}`);
   }
-  const tmpDir = await mkdtemp(join(dir, `.${basename(path)}-`)); // mode 0700
+  const tmpDir = mkdtempSync(join(dir, `.${basename(path)}-`)); // mode 0700
   try {
     const tmpSock = join(tmpDir, 's');
     await bind(bindablePath(tmpSock, processCwd));
-    await chmod(tmpSock, mode);
-    await rename(tmpSock, path);
-    const st = await lstat(path);
+    chmodSync(tmpSock, mode);
+    renameSync(tmpSock, path);
+    const st = lstatSync(path);
     if (!st.isSocket()) throw new Error(`${path} is not a socket after rename`);
     return { ino: st.ino };
   } finally {
-    await rm(tmpDir, { recursive: true, force: true });
+    rmSync(tmpDir, { recursive: true, force: true });
   }
 }
 

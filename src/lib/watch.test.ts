@@ -52,3 +52,36 @@ test('reports content changes, ignores touches with equal content, follows Kuber
   await rename(join(pod, '..data_tmp'), join(pod, '..data'));
   assert.deepEqual(await ch.wait(3000), [join(pod, 'labels')]);
 });
+
+/** A file and a watch on it that starts when `start()` is called. */
+async function deferredWatch(t: { after(fn: () => unknown): void }): Promise<{ file: string; w: Awaited<ReturnType<typeof watchFiles>>; ch: ReturnType<typeof nextChange>; start: () => void }> {
+  const dir = await mkdtemp(join(tmpdir(), 'watch-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'mesh');
+  await writeFile(file, 'a: 1\n');
+  let start: () => void = () => undefined;
+  const ch = nextChange();
+  const w = await watchFiles([file], ch.fire, { debounceMs: 30, startAfter: new Promise<void>((r) => (start = r)) });
+  t.after(() => w.close());
+  return { file, w, ch, start: () => start() };
+}
+
+test('startAfter: resolves before watching; a change made before the start is reported when the watcher comes up', async (t) => {
+  const { file, ch, start } = await deferredWatch(t);
+  // not watching yet: the change waits for the start
+  await writeFile(file, 'a: 2\n');
+  assert.equal(await ch.wait(300), 'timeout');
+  start();
+  assert.deepEqual(await ch.wait(5000), [file]);
+  // and watching from then on
+  await writeFile(file, 'a: 3\n');
+  assert.deepEqual(await ch.wait(3000), [file]);
+});
+
+test('startAfter: a watch closed before its start never starts', async (t) => {
+  const { file, w, ch, start } = await deferredWatch(t);
+  await writeFile(file, 'a: 2\n');
+  await w.close();
+  start();
+  assert.equal(await ch.wait(500), 'timeout');
+});

@@ -3,7 +3,7 @@
 // the way to the file is itself a symlink (a mounted Secret or ConfigMap swapped as a whole), the directory
 // holding that symlink is watched too. Events are only hints: callers compare contents, so a missed or
 // spurious event never changes the outcome, and an optional poll re-checks on a timer as a safety net.
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -20,6 +20,13 @@ export interface WatchOptions {
   readonly pollMs?: number;
   /** Called when the watcher reports an error (the callback still runs: the caller re-checks contents). */
   readonly onError?: (err: Error) => void;
+  /**
+   * Start watching only once this settles (chokidar is loaded then too), and resolve at once rather than
+   * when the watcher is up. The callback runs when the watcher comes up, so a change made before is seen.
+   * The agent starts its watchers after Envoy is ready: scanning the directories while Envoy starts
+   * takes the CPU its configuration is relayed with (docs/performance.md).
+   */
+  readonly startAfter?: Promise<unknown>;
 }
 
 /** The directories to watch for `file`: its own, and the parent of the nearest symlinked ancestor directory. */
@@ -40,7 +47,8 @@ export function directoriesFor(file: string): string[] {
 
 /**
  * Calls `onEvent` (debounced) after any change in the directories of `paths`, once when the watcher is
- * ready, and every `pollMs` if set. Never waits more than 5 s for chokidar to come up.
+ * ready, and every `pollMs` if set. Never waits more than 5 s for chokidar to come up (and does not wait
+ * for it with `startAfter`).
  */
 export async function watchPaths(paths: readonly string[], onEvent: () => void, opts: WatchOptions = {}): Promise<FileWatch> {
   const dirs = [...new Set(paths.flatMap((p) => directoriesFor(resolve(p))))];
@@ -58,28 +66,38 @@ export async function watchPaths(paths: readonly string[], onEvent: () => void, 
   const poll = opts.pollMs ? setInterval(fire, opts.pollMs) : undefined;
   poll?.unref();
   if (!dirs.length) return { close: async () => (closed = true, poll && clearInterval(poll), undefined) };
-  const watcher: FSWatcher = watch(dirs, { ignoreInitial: true, depth: 1, persistent: false });
-  watcher.on('all', schedule);
-  watcher.on('error', (e: unknown) => {
+  let watcher: FSWatcher | undefined;
+  const failed = (e: unknown): void => {
     opts.onError?.(e instanceof Error ? e : new Error(String(e)));
     schedule();
-  });
-  await new Promise<void>((r) => {
-    const t = setTimeout(r, 5000);
-    watcher.once('ready', () => {
-      clearTimeout(t);
-      r();
+  };
+  const up = async (): Promise<void> => {
+    const { watch } = await import('chokidar');
+    if (closed) return;
+    const w = watch(dirs, { ignoreInitial: true, depth: 1, persistent: false });
+    watcher = w;
+    w.on('all', schedule);
+    w.on('error', failed);
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, 5000);
+      w.once('ready', () => {
+        clearTimeout(t);
+        r();
+      });
     });
-  });
-  schedule(); // anything that changed while the watcher was coming up
-  return {
+    schedule(); // anything that changed while the watcher was coming up
+  };
+  const handle: FileWatch = {
     async close() {
       closed = true;
       if (timer) clearTimeout(timer);
       if (poll) clearInterval(poll);
-      await watcher.close();
+      await watcher?.close();
     },
   };
+  if (opts.startAfter) void opts.startAfter.then(up, up).catch(failed);
+  else await up();
+  return handle;
 }
 
 async function digest(path: string): Promise<string> {
