@@ -158,6 +158,8 @@ export class SecretCache {
   private readonly startMs: number;
   private firstCsrSignedMs: number | undefined;
   private firstServedMs: number | undefined;
+  /** The first read of the mesh root certificates (start()); it never rejects (a bad file is logged). */
+  private meshRootsRead: Promise<void> = Promise.resolve();
 
   constructor(private readonly d: CacheDeps) {
     this.s = d.settings;
@@ -178,12 +180,17 @@ export class SecretCache {
     for (const l of this.listeners) l(name);
   }
 
-  /** Starts what does not wait for a request: the mesh root watch and, with a CA, the first certificate. */
+  /**
+   * Starts what does not wait for a request: the mesh root watch and, with a CA, the first certificate.
+   * The CSR does not need the mesh roots, only the trust bundle installed with its certificate does: the
+   * first certificate is requested at once, and installed once they were read.
+   */
   async start(): Promise<void> {
-    if (this.s.meshRootCertPath) await this.loadMeshRoots(true);
+    if (this.s.meshRootCertPath) this.meshRootsRead = this.loadMeshRoots(true);
     if (this.d.ca) {
       this.issue().catch(() => undefined); // retried inside until it works or the cache closes
     }
+    await this.meshRootsRead;
   }
 
   /** Stops timers, retries and watchers. Pending generateSecret calls reject. */
@@ -323,6 +330,7 @@ export class SecretCache {
       } finally {
         this.d.metrics.outgoingLatency.inc({ request_type: 'csr' }, this.now() - t0);
       }
+      await this.meshRootsRead;
       const issued = validateIssuedChain(chain, { privateKey: key.privateKey, spiffeId: this.s.spiffeId, trustedRoots: this.trustedRoots(), nowMs: this.now() });
       certified = true;
       if (issued.spiffeId !== this.s.spiffeId) this.log.warn(`the CA issued ${issued.spiffeId} for the requested ${this.s.spiffeId} (check TRUST_DOMAIN)`);

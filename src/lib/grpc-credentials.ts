@@ -3,7 +3,6 @@
 // pilot-agent. "System" roots are the operating system's trust store (the first bundle found in the
 // usual places, as Go's crypto/x509 does), not Node's compiled-in Mozilla list.
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { errorMessage } from './errors.js';
 import { readFileLimited } from './files.js';
@@ -16,18 +15,20 @@ export { OS_ROOT_CERT_FILES, hostOf, osRootCertFile, xdsServerName, type ClientT
 
 /** A projected service-account token is about 1 KiB; anything past this is not a token. */
 const MAX_TOKEN_BYTES = 64 * 1024;
+/** Root certificates (an OS bundle is about 200 KiB), a client certificate chain or key. */
+const MAX_PEM_FILE_BYTES = 4 * 1024 * 1024;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 
 /** The roots to trust: the file's PEM, the OS bundle, or (no OS bundle at all) Node's bundled roots. */
 async function trustedRoots(tls: ClientTls, log: Logger): Promise<string | Buffer | readonly string[]> {
   if (tls.rootCertPath !== null) {
-    const ca = await readFile(tls.rootCertPath);
+    const ca = await readFileLimited(tls.rootCertPath, MAX_PEM_FILE_BYTES);
     if (!PEM_CERT.test(ca.toString('latin1'))) throw new Error(`failed to create TLS dial option with root certificates: no PEM certificate in ${tls.rootCertPath}`);
     return ca;
   }
   const os = osRootCertFile();
-  if (os !== '') return readFile(os);
+  if (os !== '') return readFileLimited(os, MAX_PEM_FILE_BYTES);
   log.warn('OS CA Cert could not be found for agent; using the runtime\'s bundled roots');
   return rootCertificates;
 }
@@ -36,7 +37,7 @@ async function clientKeyCert(tls: ClientTls, log: Logger): Promise<{ cert: Buffe
   if (!tls.clientCertChainPath || !tls.clientKeyPath) return undefined;
   let cert: Buffer;
   try {
-    cert = await readFile(tls.clientCertChainPath);
+    cert = await readFileLimited(tls.clientCertChainPath, MAX_PEM_FILE_BYTES);
     const leaf = new X509Certificate(cert);
     if (Date.parse(leaf.validTo) <= Date.now()) {
       log.warn('cert expired, using token instead', { path: tls.clientCertChainPath });
@@ -47,7 +48,7 @@ async function clientKeyCert(tls: ClientTls, log: Logger): Promise<{ cert: Buffe
     return undefined;
   }
   try {
-    return { cert, key: await readFile(tls.clientKeyPath) };
+    return { cert, key: await readFileLimited(tls.clientKeyPath, MAX_PEM_FILE_BYTES) };
   } catch (e) {
     log.warn(`cannot read the client key, using token instead: ${errorMessage(e)}`, { path: tls.clientKeyPath });
     return undefined;
