@@ -323,11 +323,8 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         events.add('ready', `ready: ${phases.text()}`);
         log.info(`start-up phases (since the process started): ${phases.text()}`);
         markReady();
-        // after this readiness answer has gone out
-        setImmediate(() => metrics?.startProcessMetrics());
       };
-      // the process collectors wait for readiness or the first scrape (src/lib/metrics.ts)
-      const m = createAgentMetrics({ processMetrics: 'deferred' });
+      const m = createAgentMetrics();
       metrics = m;
       if (dnsModule) {
         // serves on the sockets bound before Envoy was spawned (queries sent meanwhile were kept)
@@ -406,7 +403,15 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         });
       }
       identityCreatedMs = Date.now();
-      const ident = createIdentity({ settings: identitySettings, log, registry: m.registry, processCwd: cfg.paths.cwd, ...(o.earlyKey ? { earlyKey: o.earlyKey } : {}) });
+      const ident = createIdentity({
+        settings: identitySettings,
+        log,
+        registry: m.registry,
+        processCwd: cfg.paths.cwd,
+        ...(o.earlyKey ? { earlyKey: o.earlyKey } : {}),
+        // its directory scan waits for Envoy's start-up to be over, as the hot-restart watchers' (below)
+        meshRootWatchAfter: firstReady(2000),
+      });
       identity = ident;
       // pilot-agent keeps one Envoy stream: a new one closes the previous; during a hot-restart hand-over
       // (beginHandover) both epochs keep theirs
@@ -674,7 +679,7 @@ export async function runAgent(o: AgentRunOptions): Promise<ExitCode> {
         log.info(`bootstrap inputs changed: ${changed.join(', ')}`);
         hotRestart(`changed ${changed.join(', ')}`, changed).catch(() => undefined);
       },
-      { startAfter: firstReady(2000) },
+      { startAfter: firstReady(2000), onError: (e) => log.error(`watching the bootstrap inputs for hot restart: ${e.message}`) },
     );
     cleanups.push(() => watcher!.close());
   }

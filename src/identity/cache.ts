@@ -71,6 +71,12 @@ export interface CacheDeps {
   readonly keys?: KeyPool;
   readonly now?: () => number;
   readonly random?: () => number;
+  /**
+   * The mesh root certificates' directory is watched once this settles (src/lib/watch.ts startAfter): the
+   * agent passes its first readiness, so that the watcher's scan stays out of Envoy's start-up. Default:
+   * at once.
+   */
+  readonly meshRootWatchAfter?: Promise<unknown>;
 }
 
 export type WorkloadState = 'pending' | 'ready' | 'renewing' | 'expired';
@@ -459,7 +465,12 @@ export class SecretCache {
       }
     }
     if (watch && !this.meshRootWatch) {
-      this.meshRootWatch = watchPaths([path], () => void this.loadMeshRoots(false), { debounceMs: this.s.fileDebounceMs, pollMs: this.s.filePollMs, onError: (e) => this.watcherFailed(path, e) }).catch((e: unknown) => {
+      this.meshRootWatch = watchPaths([path], () => void this.loadMeshRoots(false), {
+        debounceMs: this.s.fileDebounceMs,
+        pollMs: this.s.filePollMs,
+        onError: (e) => this.watcherFailed(path, e),
+        ...(this.d.meshRootWatchAfter ? { startAfter: this.d.meshRootWatchAfter } : {}),
+      }).catch((e: unknown) => {
         this.watcherFailed(path, e);
         return undefined;
       });

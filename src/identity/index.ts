@@ -31,6 +31,8 @@ export interface IdentityOptions {
   readonly processCwd?: string;
   /** A key generation started before the configuration was read (used when its spec matches). */
   readonly earlyKey?: EarlyKey;
+  /** When to start watching the mesh root certificates' directory (CacheDeps.meshRootWatchAfter). */
+  readonly meshRootWatchAfter?: Promise<unknown>;
 }
 
 export interface Identity {
@@ -93,7 +95,14 @@ export function createIdentity(o: IdentityOptions): Identity {
           onRetry: () => metrics.outgoingRetries.inc({ request_type: 'csr' }),
         });
       }
-      cache = new SecretCache({ settings: s.cache, log: log.scope('cache'), metrics, ...(ca ? { ca } : {}), ...(useCa && keys ? { keys } : {}) });
+      cache = new SecretCache({
+        settings: s.cache,
+        log: log.scope('cache'),
+        metrics,
+        ...(ca ? { ca } : {}),
+        ...(useCa && keys ? { keys } : {}),
+        ...(o.meshRootWatchAfter ? { meshRootWatchAfter: o.meshRootWatchAfter } : {}),
+      });
       mode = s.proxyless ? 'proxyless' : filesOnly ? 'files-only (external workload SDS socket)' : useCa ? 'ca' : 'file-mounted';
       if (socketPath !== undefined) {
         sds = createSdsServer({

@@ -6,10 +6,12 @@
 // the first key being generated on one core and the agent's own start-up on the other, those round trips
 // took 2-13 ms for the two small downward-API files alone (measured, docs/performance.md). So the files
 // read and written on the way to the spawn (the pod files, the mesh config, the bootstraps, the sockets'
-// directories) use the synchronous calls, as pilot-agent's Go does; everything after the spawn stays
-// asynchronous.
+// directories) use the synchronous calls, as pilot-agent's Go does, and so do the roots of the agent's own
+// TLS connections (readFileLimitedSync). Every other read stays asynchronous: a path that blocks (a FIFO,
+// a stalled network mount) must not stop the event loop, and file certificates are named by istiod's
+// configuration.
 import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { closeSync, fchmodSync, fstatSync, lstat as lstatCallback, mkdirSync, openSync, readSync, renameSync, rmSync, stat as statCallback, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, lstat as lstatCallback, mkdirSync, openSync, readSync, renameSync, rmSync, stat as statCallback, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -78,32 +80,56 @@ export function replaceFileSync(path: string, data: string | Uint8Array, mode: n
   }
 }
 
-/** Whether `path` exists: false only when it does not (ENOENT); any other error counts as there, for the read that follows to report. */
+/**
+ * Whether `path` exists: false only when it does not (ENOENT); any other error (ENOTDIR, EACCES, ...)
+ * counts as there, for the read that follows to report it (pilot-agent's os.IsNotExist).
+ */
 export function pathExistsSync(path: string): boolean {
   try {
-    return statSync(path, { throwIfNoEntry: false }) !== undefined;
-  } catch {
+    statSync(path);
     return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
 
 /**
- * Reads a whole file, refusing one larger than `maxBytes` (files from outside the agent: tokens,
- * certificates, their roots). Synchronous (readFileLimited is the same read behind a promise): these files
- * are a few KiB, read in microseconds, where each of the four asynchronous steps waited for a turn of the
- * thread pool and of the event loop. While Envoy starts, both are busy: the mesh root certificate's read
- * held the first CSR back by 16-20 ms, and the CA's roots by 2-8 ms (measured, docs/performance.md).
+ * readFileLimited's synchronous twin, for a regular file only (opened non-blocking, so that a FIFO fails
+ * at once instead of waiting for a writer): the roots of the agent's TLS connections, read as each
+ * connection is made. They are a few KiB, read in microseconds, where each of the four asynchronous steps
+ * waited for a turn of the thread pool and of the event loop: while Envoy starts both are busy, and the
+ * CA's roots took 2-8 ms to read (measured, docs/performance.md).
  */
 export function readFileLimitedSync(path: string, maxBytes: number): Buffer {
-  const fd = openSync(path, 'r');
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    const size = fstatSync(fd).size;
-    if (size > maxBytes) throw new Error(`${path} is ${size} bytes, more than the ${maxBytes} allowed`);
-    // read at most one byte past the limit: the file may have grown since fstat()
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(size, 4096)));
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+    const buf = bufferFor(path, st.size, maxBytes);
+    let n = 0;
+    let got: number;
+    while (n < buf.length && (got = readSync(fd, buf, n, buf.length - n, n)) > 0) n += got;
+    if (n > maxBytes) throw new Error(`${path} is more than the ${maxBytes} bytes allowed`);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The buffer a file of `size` bytes is read into: one byte past the limit at most (it may grow meanwhile). */
+function bufferFor(path: string, size: number, maxBytes: number): Buffer {
+  if (size > maxBytes) throw new Error(`${path} is ${size} bytes, more than the ${maxBytes} allowed`);
+  return Buffer.alloc(Math.min(maxBytes + 1, Math.max(size, 4096)));
+}
+
+/** Reads a whole file, refusing one larger than `maxBytes` (files from outside the agent: tokens, certificates). */
+export async function readFileLimited(path: string, maxBytes: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = bufferFor(path, (await fh.stat()).size, maxBytes);
     let n = 0;
     for (;;) {
-      const bytesRead = readSync(fd, buf, n, buf.length - n, n);
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
       if (n > maxBytes) throw new Error(`${path} is more than the ${maxBytes} bytes allowed`);
@@ -111,11 +137,6 @@ export function readFileLimitedSync(path: string, maxBytes: number): Buffer {
     }
     return buf.subarray(0, n);
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
-}
-
-/** readFileLimitedSync behind a promise (a failure rejects it). */
-export async function readFileLimited(path: string, maxBytes: number): Promise<Buffer> {
-  return readFileLimitedSync(path, maxBytes);
 }

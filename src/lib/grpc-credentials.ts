@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { errorMessage } from './errors.js';
-import { readFileLimited } from './files.js';
+import { readFileLimited, readFileLimitedSync } from './files.js';
 import { metadataProblem, type CallMetadata } from './grpc-h2/client.js';
 import type { Logger } from './log.js';
 import { osRootCertFile, type ClientTls } from './tls-names.js';
@@ -23,12 +23,12 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 /** The roots to trust: the file's PEM, the OS bundle, or (no OS bundle at all) Node's bundled roots. */
 async function trustedRoots(tls: ClientTls, log: Logger): Promise<string | Buffer | readonly string[]> {
   if (tls.rootCertPath !== null) {
-    const ca = await readFileLimited(tls.rootCertPath, MAX_PEM_FILE_BYTES);
+    const ca = readFileLimitedSync(tls.rootCertPath, MAX_PEM_FILE_BYTES);
     if (!PEM_CERT.test(ca.toString('latin1'))) throw new Error(`failed to create TLS dial option with root certificates: no PEM certificate in ${tls.rootCertPath}`);
     return ca;
   }
   const os = osRootCertFile();
-  if (os !== '') return readFileLimited(os, MAX_PEM_FILE_BYTES);
+  if (os !== '') return readFileLimitedSync(os, MAX_PEM_FILE_BYTES);
   log.warn('OS CA Cert could not be found for agent; using the runtime\'s bundled roots');
   return rootCertificates;
 }
@@ -37,7 +37,7 @@ async function clientKeyCert(tls: ClientTls, log: Logger): Promise<{ cert: Buffe
   if (!tls.clientCertChainPath || !tls.clientKeyPath) return undefined;
   let cert: Buffer;
   try {
-    cert = await readFileLimited(tls.clientCertChainPath, MAX_PEM_FILE_BYTES);
+    cert = readFileLimitedSync(tls.clientCertChainPath, MAX_PEM_FILE_BYTES);
     const leaf = new X509Certificate(cert);
     if (Date.parse(leaf.validTo) <= Date.now()) {
       log.warn('cert expired, using token instead', { path: tls.clientCertChainPath });
@@ -48,7 +48,7 @@ async function clientKeyCert(tls: ClientTls, log: Logger): Promise<{ cert: Buffe
     return undefined;
   }
   try {
-    return { cert, key: await readFileLimited(tls.clientKeyPath, MAX_PEM_FILE_BYTES) };
+    return { cert, key: readFileLimitedSync(tls.clientKeyPath, MAX_PEM_FILE_BYTES) };
   } catch (e) {
     log.warn(`cannot read the client key, using token instead: ${errorMessage(e)}`, { path: tls.clientKeyPath });
     return undefined;

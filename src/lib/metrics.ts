@@ -35,57 +35,31 @@ export interface AgentMetrics {
   readonly envoyRestartsTotal: Counter<'reason'>;
   /** Ours: `istio_agent_config_rejections_total{source}` (a bootstrap input change that was rejected). */
   readonly configRejectionsTotal: Counter<'source'>;
-  /** Registers the process collectors now if they were deferred and are not registered yet (else nothing). */
-  startProcessMetrics(): void;
 }
 
 export interface AgentMetricsOptions {
-  /**
-   * The Node process collectors, as `istio_agent_process_*` / `istio_agent_nodejs_*`: registered at once
-   * (true, the default), never (false), or `'deferred'`: at the registry's first scrape or at
-   * `startProcessMetrics()`, whichever comes first. The agent defers them past Envoy's start-up, when
-   * every millisecond of CPU on a small node is Envoy's: registering them loads `node:perf_hooks` (the
-   * event-loop-lag and GC collectors) and reads /proc (docs/performance.md).
-   */
-  readonly processMetrics?: boolean | 'deferred';
-}
-
-/** A registry that runs a hook once before its first exposition (deferred collectors register there). */
-class AgentRegistry extends Registry {
-  beforeFirstScrape: (() => void) | undefined;
-  override metrics(): Promise<string> {
-    const hook = this.beforeFirstScrape;
-    this.beforeFirstScrape = undefined;
-    hook?.();
-    return super.metrics();
-  }
+  /** Register Node process collectors as `istio_agent_process_*` / `istio_agent_nodejs_*` (default true). */
+  readonly processMetrics?: boolean;
 }
 
 /** A fresh, empty registry for agent metrics. */
 export function createAgentRegistry(): Registry {
-  return new AgentRegistry();
+  return new Registry();
 }
 
 /** Creates a registry holding every agent metric and returns typed handles to them. */
 export function createAgentMetrics(opts: AgentMetricsOptions = {}): AgentMetrics {
-  const registry = new AgentRegistry();
+  const registry = createAgentRegistry();
   const p = AGENT_METRIC_PREFIX;
   const counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
     new Counter<L>({ name: p + name, help, labelNames, registers: [registry] });
   // the event-loop-lag monitor samples every 10ms by default: a steady 1% CPU on an idle agent; 1s is plenty
-  let processPending = opts.processMetrics ?? true;
-  const startProcessMetrics = (): void => {
-    if (processPending === false) return;
-    processPending = false;
-    registry.beforeFirstScrape = undefined;
+  if (opts.processMetrics ?? true) {
     collectDefaultMetrics({ register: registry, prefix: p, eventLoopMonitoringPrecision: 1000 });
     processExtras(registry, p);
-  };
-  if (processPending === 'deferred') registry.beforeFirstScrape = startProcessMetrics;
-  else startProcessMetrics();
+  }
   return {
     registry,
-    startProcessMetrics,
     startupDurationSeconds: new Gauge({
       name: `${p}startup_duration_seconds`,
       help: 'The time from the process starting to being marked ready.',

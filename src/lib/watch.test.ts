@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rename, rm, symlink, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watchFiles } from './watch.js';
@@ -53,6 +53,16 @@ test('reports content changes, ignores touches with equal content, follows Kuber
   assert.deepEqual(await ch.wait(3000), [join(pod, 'labels')]);
 });
 
+/** The inotify watches this process holds (one per watched directory), from /proc/self/fdinfo. */
+async function inotifyWatches(): Promise<number> {
+  let n = 0;
+  for (const fd of await readdir('/proc/self/fdinfo')) {
+    const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '');
+    n += info.split('\n').filter((l) => l.startsWith('inotify wd:')).length;
+  }
+  return n;
+}
+
 /** A file and a watch on it that starts when `start()` is called. */
 async function deferredWatch(t: { after(fn: () => unknown): void }): Promise<{ file: string; w: Awaited<ReturnType<typeof watchFiles>>; ch: ReturnType<typeof nextChange>; start: () => void }> {
   const dir = await mkdtemp(join(tmpdir(), 'watch-'));
@@ -67,21 +77,27 @@ async function deferredWatch(t: { after(fn: () => unknown): void }): Promise<{ f
 }
 
 test('startAfter: resolves before watching; a change made before the start is reported when the watcher comes up', async (t) => {
+  const before = await inotifyWatches();
   const { file, ch, start } = await deferredWatch(t);
   // not watching yet: the change waits for the start
   await writeFile(file, 'a: 2\n');
   assert.equal(await ch.wait(300), 'timeout');
+  assert.equal(await inotifyWatches(), before);
   start();
   assert.deepEqual(await ch.wait(5000), [file]);
+  assert.ok((await inotifyWatches()) > before);
   // and watching from then on
   await writeFile(file, 'a: 3\n');
   assert.deepEqual(await ch.wait(3000), [file]);
 });
 
 test('startAfter: a watch closed before its start never starts', async (t) => {
+  const before = await inotifyWatches();
   const { file, w, ch, start } = await deferredWatch(t);
   await writeFile(file, 'a: 2\n');
   await w.close();
   start();
   assert.equal(await ch.wait(500), 'timeout');
+  // no directory was watched (a watcher started after the close would hold one)
+  assert.equal(await inotifyWatches(), before);
 });

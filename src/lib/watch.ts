@@ -67,6 +67,8 @@ export async function watchPaths(paths: readonly string[], onEvent: () => void, 
   poll?.unref();
   if (!dirs.length) return { close: async () => (closed = true, poll && clearInterval(poll), undefined) };
   let watcher: FSWatcher | undefined;
+  /** Ends the wait for chokidar's 'ready' (close() calls it: a closed watcher never gets ready). */
+  let stopWaiting: (() => void) | undefined;
   const failed = (e: unknown): void => {
     opts.onError?.(e instanceof Error ? e : new Error(String(e)));
     schedule();
@@ -80,11 +82,14 @@ export async function watchPaths(paths: readonly string[], onEvent: () => void, 
     w.on('error', failed);
     await new Promise<void>((r) => {
       const t = setTimeout(r, 5000);
-      w.once('ready', () => {
+      t.unref();
+      stopWaiting = () => {
         clearTimeout(t);
         r();
-      });
+      };
+      w.once('ready', stopWaiting);
     });
+    stopWaiting = undefined;
     schedule(); // anything that changed while the watcher was coming up
   };
   const handle: FileWatch = {
@@ -92,6 +97,7 @@ export async function watchPaths(paths: readonly string[], onEvent: () => void, 
       closed = true;
       if (timer) clearTimeout(timer);
       if (poll) clearInterval(poll);
+      stopWaiting?.();
       await watcher?.close();
     },
   };

@@ -388,33 +388,6 @@ void test('merged metrics: a non-200 answer counts as a failure; process metrics
   }
 });
 
-void test('deferred process metrics: none before, all at the first scrape, registered once', async () => {
-  const { log } = memoryLogger();
-  const metrics = createAgentMetrics({ processMetrics: 'deferred' });
-  assert.equal(metrics.registry.getSingleMetric('istio_agent_process_cpu_user_seconds_total'), undefined);
-  assert.equal(metrics.registry.getSingleMetric('istio_agent_nodejs_eventloop_lag_seconds'), undefined);
-  const status = createStatusServer({ log, metrics, statusPort: 0, noEnvoy: true });
-  await status.start();
-  try {
-    const first = await get(`http://127.0.0.1:${status.port()}/stats/prometheus`);
-    assert.equal(first.status, 200);
-    for (const name of ['process_cpu_user_seconds_total', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds', 'process_network_receive_bytes_total']) {
-      assert.match(first.body, new RegExp(`^istio_agent_${name} `, 'm'), name);
-    }
-    // what the agent calls at readiness: after a scrape registered them, nothing (no duplicate registration)
-    metrics.startProcessMetrics();
-    const second = await get(`http://127.0.0.1:${status.port()}/stats/prometheus`);
-    assert.equal(second.body.match(/^# TYPE istio_agent_process_cpu_user_seconds_total /gm)?.length, 1);
-  } finally {
-    await status.close();
-  }
-  // and the other order: registered at startProcessMetrics(), before any scrape
-  const early = createAgentMetrics({ processMetrics: 'deferred' });
-  early.startProcessMetrics();
-  assert.ok(early.registry.getSingleMetric('istio_agent_process_cpu_user_seconds_total'));
-  assert.match(await early.registry.metrics(), /^istio_agent_process_start_time_seconds /m);
-});
-
 void test('bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS are rejected at creation, naming the variable', () => {
   const { log } = memoryLogger();
   const metrics = createAgentMetrics({ processMetrics: false });
