@@ -27,12 +27,18 @@ export const lstatPath = promisify(lstatCallback);
 /** Temporary files written by this process so far (with the pid, a name no other process or write uses). */
 let tmpCount = 0;
 
+/**
+ * A temporary file beside `path`, to be created exclusively ('wx': never through a file or link already
+ * there, so the name needs no cryptographic randomness) and renamed over it.
+ */
+function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
+}
+
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number, dirMode = 0o700): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: dirMode });
-  // unique per process and write; created exclusively ('wx': never through a file or link already there,
-  // so the name needs no cryptographic randomness)
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
+  const tmp = tempPathFor(path);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
@@ -61,7 +67,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 export function replaceFileSync(path: string, data: string | Uint8Array, mode: number, dirMode = 0o700): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: dirMode });
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(++tmpCount).toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}.tmp`);
+  const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'wx', mode);
   try {
     writeFileSync(fd, data);
