@@ -5,17 +5,35 @@ import { EventEmitter } from 'node:events';
 import type { CliContext, ExitCode } from './lib/context.js';
 
 /**
- * V8 options set before anything else runs. V8's young generation starts at 1 MiB per semi-space and grows
- * up to 16 MiB under a high allocation rate (a burst of scrapes or pushes), after which an idle process keeps
- * it: tens of MiB of RSS per pod held for nothing. The agent keeps it at its initial size: scavenges become
- * more frequent but stay short (little survives them: relayed messages are Buffers outside the V8 heap).
- * Regular expressions are compiled to machine code at their first run, not first to V8's regexp bytecode
- * and then again to machine code at the second: Node.js's own IPv6 check (`net.isIP`, run on every host
- * name the agent connects to, istiod's among them) took 3.5 + 0.35 ms at its first two runs that way, and
- * 0.6 ms compiled once. A snapshot keeps no compiled regular expression, so each process pays this anew.
+ * V8 options the single executable starts with (its `execArgv`, and the command line of the node that
+ * builds it: scripts/bundle.mjs). Both must be given at the start of the process, never set at run time:
+ * V8 keys compiled code to its options, and options set at run time (`v8.setFlagsFromString`) match no
+ * cache, not even one made with the same values. With them set at run time, as before, every Node.js
+ * module loaded after the start (`node:http2`, `node:tls`, `node:http`: all of the gRPC and status server
+ * layers, between Envoy's spawn and its first request) was compiled from its source instead of from the
+ * code the executable's snapshot holds for it: `require('node:http2')` in 18-28 ms instead of 6-8.
+ *
+ * - `--max-semi-space-size=1`: V8's young generation starts at 1 MiB per semi-space and grows up to 16 MiB
+ *   under a high allocation rate (a burst of scrapes or pushes), after which an idle process keeps it:
+ *   tens of MiB of RSS per pod held for nothing. The agent keeps it at 1 MiB: scavenges become more
+ *   frequent but stay short (little survives them: relayed messages are Buffers outside the V8 heap).
+ * - `--no-regexp-tier-up`: regular expressions are compiled to machine code at their first run, not first
+ *   to V8's regexp bytecode and then again at the second: Node.js's own IPv6 check (`net.isIP`, run on
+ *   every host name the agent connects to, istiod's among them) took 3.5 + 0.35 ms at its first two runs
+ *   that way, and 0.6 ms compiled once. A snapshot keeps no compiled regular expression.
+ *
  * Measured in docs/performance.md.
  */
-export const V8_FLAGS = '--semi-space-growth-factor=1 --no-regexp-tier-up';
+export const V8_START_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--no-regexp-tier-up'];
+
+/**
+ * The same effects for the bundle (`node main.js`, whose options cannot be given by its `bin`), set by
+ * src/main.ts as its first statement. At run time the young generation's limit has no effect and its
+ * growth factor does (at the start it is the other way round: a growth factor of 1 given at the start
+ * left a 16 MiB semi-space after a burst, measured), and Node.js's built-in modules loaded afterwards are
+ * compiled from their source (see above): the bundle is not what the image ships.
+ */
+export const V8_RUNTIME_FLAGS = '--semi-space-growth-factor=1 --no-regexp-tier-up';
 
 type RunCli = (argv: readonly string[], ctx: CliContext) => Promise<ExitCode>;
 

@@ -11,9 +11,9 @@
 // What a module computes when it is evaluated is in the snapshot, taken on the build machine: the modules
 // on this path keep no process state at the top level (environment, time, host, random values) and read
 // it when called. test/sea checks that the executable and the bundle behave the same.
-import { setFlagsFromString, startupSnapshot } from 'node:v8';
+import { startupSnapshot } from 'node:v8';
 import { runCli } from './cli/index.js';
-import { V8_FLAGS, runProcess } from './process.js';
+import { runProcess } from './process.js';
 import './cli/proxy.js';
 import './agent/index.js';
 // node:net loads node:cluster the first time a server listens (to ask whether this process is a cluster
@@ -80,8 +80,8 @@ async function warmUp(): Promise<void> {
   }
 }
 
+// V8's options come from the executable's `execArgv` (src/process.ts V8_START_FLAGS), never set here
 const main = (): void => {
-  setFlagsFromString(V8_FLAGS);
   void runProcess(runCli);
 };
 

@@ -15,7 +15,8 @@ export function parseGoDuration(text: string): number {
   if (s === '0') return 0;
   if (s === '') throw new Error(`invalid duration "${orig}"`);
   let total = 0;
-  const re = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/;
+  // \u00b5 (micro sign) and \u03bc (Greek mu) escaped: see scripts/bundle.mjs, the executable's source stays ASCII
+  const re = /^(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/;
   while (s.length) {
     const m = re.exec(s);
     if (!m) {

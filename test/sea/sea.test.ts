@@ -80,3 +80,16 @@ void describe('the single executable behaves as the bundle', () => {
     assert.doesNotMatch(seaOut, /snapshot-0|agent-snapshot-|ECDSA/);
   });
 });
+
+void describe('the single executable starts with its V8 options', () => {
+  void it('compiles the Node.js modules it loads after the start from the code its snapshot holds for them', async () => {
+    // V8 rejects compiled code made under other options, and options set at run time match none: the
+    // executable takes its options at the start (its execArgv), as the node that built it did
+    // (src/process.ts V8_START_FLAGS). `wait` loads node:http after the start; nothing listens on port 9.
+    const r = await run('sea', ['wait', '--timeoutSeconds', '1', '--periodMillis', '200', '--url', 'http://127.0.0.1:9/healthz/ready'], { NODE_DEBUG_NATIVE: 'CODE_CACHE' });
+    assert.notEqual(r.code, 0);
+    const verdicts = [...r.stderr.matchAll(/^Code cache of (\S+) \(\w+\) is (accepted|rejected)/gm)].map((m) => `${m[1]} ${m[2]}`);
+    assert.ok(verdicts.includes('_http_client accepted'), verdicts.join(', ') || r.stderr);
+    assert.deepEqual(verdicts.filter((v) => v.endsWith(' rejected')), []);
+  });
+});
