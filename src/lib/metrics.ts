@@ -2,7 +2,8 @@
 // through the status server's merged `/stats/prometheus`. Names are exactly pilot-agent's (its OTel exporter
 // adds the `istio_agent_` prefix and no `_total` suffix of its own), plus a few of ours for hot restart.
 import { readFileSync } from 'node:fs';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics.js';
 
 export const AGENT_METRIC_PREFIX = 'istio_agent_';
 
@@ -53,9 +54,8 @@ export function createAgentMetrics(opts: AgentMetricsOptions = {}): AgentMetrics
   const p = AGENT_METRIC_PREFIX;
   const counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
     new Counter<L>({ name: p + name, help, labelNames, registers: [registry] });
-  // the event-loop-lag monitor samples every 10ms by default: a steady 1% CPU on an idle agent; 1s is plenty
   if (opts.processMetrics ?? true) {
-    collectDefaultMetrics({ register: registry, prefix: p, eventLoopMonitoringPrecision: 1000 });
+    registerProcessMetrics(registry, p);
     processExtras(registry, p);
   }
   return {
