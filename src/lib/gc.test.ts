@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getHeapStatistics } from 'node:v8';
-import { releaseMemorySoon, releaseMemoryWhenGrown } from './gc.js';
+import { readFileSync } from 'node:fs';
+import { releaseMemorySoon, releaseMemoryWhenGrown, trimMalloc } from './gc.js';
 
 test('releaseMemorySoon runs one full collection after the delay: garbage left by a burst is returned', async () => {
   // garbage an idle process would keep: ~40 MB of unreachable objects promoted to the old generation
@@ -59,4 +60,31 @@ test('releaseMemoryWhenGrown collects once the resident set has grown by the thr
   rss = 200 * MiB;
   t.mock.timers.tick(5000);
   assert.equal(futile, 1, 'no collection after stop()');
+});
+
+test('after the collection, the C allocator returns the pages it freed between allocations that live on', async () => {
+  const anonKiB = (): number => Number(/^RssAnon:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.message);
+  process.on('warning', onWarning);
+  // 150 MiB in buffers below glibc's mmap threshold (128 KiB), each eighth kept: the freed ones sit between
+  // them, so glibc cannot shrink its heap from the top, and keeps their pages without malloc_trim
+  let all: Buffer[] = [];
+  const kept: Buffer[] = [];
+  for (let i = 0; i < 2500; i++) {
+    const b = Buffer.allocUnsafeSlow(60_000).fill(1);
+    all.push(b);
+    if (i % 8 === 0) kept.push(b);
+  }
+  all = [];
+  const before = anonKiB();
+  releaseMemorySoon(10);
+  await new Promise((r) => setTimeout(r, 1500)); // the collection, then the allocator's trim 1 s later
+  const after = anonKiB();
+  process.off('warning', onWarning);
+  assert.ok(before - after > 100 * 1024, `anonymous RSS ${before} -> ${after} KiB`);
+  assert.equal(kept.length, 313);
+  assert.notEqual(trimMalloc(), undefined, 'malloc_trim is callable on this Node.js');
+  assert.deepEqual(warnings.filter((m) => m.includes('FFI')), [], 'node:ffi warned');
+  assert.equal(all.length, 0);
 });
