@@ -7,8 +7,9 @@ import type { CliContext, ExitCode } from './lib/context.js';
 /**
  * V8 options the single executable starts with (its `execArgv`, and the command line of the node that
  * builds it: scripts/bundle.mjs). Both must be given at the start of the process, never set at run time:
- * V8 keys compiled code to its options, and options set at run time (`v8.setFlagsFromString`) match no
- * cache, not even one made with the same values. With them set at run time, as before, every Node.js
+ * V8 keys compiled code to its options, and these set at run time (`v8.setFlagsFromString`) gave another
+ * key than the same options given at the start (measured: code cached by a process started with them was
+ * rejected by one that set them at run time). With them set at run time, as before, every Node.js
  * module loaded after the start (`node:http2`, `node:tls`, `node:http`: all of the gRPC and status server
  * layers, between Envoy's spawn and its first request) was compiled from its source instead of from the
  * code the executable's snapshot holds for it: `require('node:http2')` in 18-28 ms instead of 6-8.

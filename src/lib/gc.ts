@@ -13,10 +13,13 @@ let timer: NodeJS.Timeout | undefined;
 
 function fullGc(): void {
   if (!collect) {
-    setFlagsFromString('--expose-gc');
     // node:vm is loaded only here, on the first large response, not at start-up
     const vm = createRequire(import.meta.url)('node:vm') as typeof import('node:vm');
+    setFlagsFromString('--expose-gc');
     collect = vm.runInNewContext('gc') as () => void;
+    // back to V8's options as the process started with them: they key the compiled code of Node.js's
+    // modules (src/process.ts), and a module first loaded after this would otherwise be compiled anew
+    setFlagsFromString('--no-expose-gc');
   }
   collect();
   // V8 frees the memory of dead ArrayBuffers (Buffers) on a background thread after the collection
@@ -54,7 +57,15 @@ export function trimMalloc(): number | undefined {
     try {
       const ffi = createRequire(import.meta.url)('node:ffi') as Ffi;
       const { functions } = ffi.dlopen(null, { malloc_trim: { arguments: ['u64'], return: 'i32' } });
-      trim = () => functions.malloc_trim(0n);
+      trim = () => {
+        try {
+          return functions.malloc_trim(0n);
+        } catch {
+          // an interface that changed under the call: never again, and never an error from a timer
+          trim = null;
+          return 0;
+        }
+      };
     } catch {
       trim = null;
     } finally {

@@ -40,8 +40,10 @@ test('registerProcessMetrics registers the families of prom-client\'s defaults, 
   registerProcessMetrics(ours, 'istio_agent_');
   const theirs = new Registry();
   collectDefaultMetrics({ register: theirs, prefix: 'istio_agent_', eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
-  const families = (r: Registry): string[] => r.getMetricsAsArray().map((m) => m.name).sort();
-  assert.deepEqual(families(ours), families(theirs));
+  // name, type, help and how a cluster registry would aggregate them: as prom-client's own
+  const families = async (r: Registry): Promise<string[]> =>
+    (await r.getMetricsAsJSON()).map((m) => `${m.name} ${m.type} ${m.aggregator} ${m.help}`).sort();
+  assert.deepEqual(await families(ours), await families(theirs));
   // scraped before the monitor's first sample (it samples once a second)
   const text = await ours.metrics();
   const value = (name: string): number => Number(new RegExp(`^istio_agent_nodejs_eventloop_lag_${name} (\\S+)$`, 'm').exec(text)?.[1]);

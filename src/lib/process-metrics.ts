@@ -19,8 +19,8 @@ import version from 'prom-client/lib/metrics/version.js';
 
 /**
  * How often the event-loop-delay monitor samples. prom-client's default, 10 ms, wakes an idle agent 100
- * times a second (a steady 1 % of a CPU); a delay of the loop longer than this is seen, and every
- * sample of a loop blocked beyond it is.
+ * times a second (a steady 1 % of a CPU). A block of the loop shows as the delay of the sample it held
+ * back; the interval in which a scrape restarts the histogram is not recorded (as with prom-client).
  */
 export const EVENT_LOOP_RESOLUTION_MS = 1000;
 
@@ -92,11 +92,13 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
 function eventLoop(registry: Registry, prefix: string): void {
   const h = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
   h.enable();
-  const gauge = (name: string, help: string, pick: (d: LoopDelay) => number): Gauge =>
+  // (aggregator: how prom-client's cluster registry would combine workers' values, kept as prom-client's)
+  const gauge = (name: string, help: string, aggregator: 'min' | 'max' | 'average', pick: (d: LoopDelay) => number): Gauge =>
     new Gauge({
       name: `${prefix}nodejs_eventloop_lag_${name}_seconds`,
       help,
       registers: [registry],
+      aggregator,
       collect(this: Gauge) {
         this.set(pick(current()));
       },
@@ -114,18 +116,19 @@ function eventLoop(registry: Registry, prefix: string): void {
     }
     return reading;
   };
-  gauge('min', 'The minimum recorded event loop delay.', (d) => d.min);
-  gauge('max', 'The maximum recorded event loop delay.', (d) => d.max);
-  gauge('mean', 'The mean of the recorded event loop delays.', (d) => d.mean);
-  gauge('stddev', 'The standard deviation of the recorded event loop delays.', (d) => d.stddev);
-  gauge('p50', 'The 50th percentile of the recorded event loop delays.', (d) => d.p50);
-  gauge('p90', 'The 90th percentile of the recorded event loop delays.', (d) => d.p90);
-  gauge('p99', 'The 99th percentile of the recorded event loop delays.', (d) => d.p99);
+  gauge('min', 'The minimum recorded event loop delay.', 'min', (d) => d.min);
+  gauge('max', 'The maximum recorded event loop delay.', 'max', (d) => d.max);
+  gauge('mean', 'The mean of the recorded event loop delays.', 'average', (d) => d.mean);
+  gauge('stddev', 'The standard deviation of the recorded event loop delays.', 'average', (d) => d.stddev);
+  gauge('p50', 'The 50th percentile of the recorded event loop delays.', 'average', (d) => d.p50);
+  gauge('p90', 'The 90th percentile of the recorded event loop delays.', 'average', (d) => d.p90);
+  gauge('p99', 'The 99th percentile of the recorded event loop delays.', 'average', (d) => d.p99);
   // the lag of the loop at the scrape itself: how long a callback queued now waits for its turn
   new Gauge({
     name: `${prefix}nodejs_eventloop_lag_seconds`,
     help: 'Lag of event loop in seconds.',
     registers: [registry],
+    aggregator: 'average',
     async collect(this: Gauge) {
       const start = process.hrtime.bigint();
       await new Promise<void>((resolve) => setImmediate(resolve));
